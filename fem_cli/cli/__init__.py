@@ -1,0 +1,1 @@
+"""The Typer command line: one module per command, joined in `main.app`."""

@@ -1,0 +1,80 @@
+"""`fem evaluate`: accuracy on multiple-choice benchmarks (see fem_cli.evaluation)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fem_cli.cli.main import app
+from fem_cli.cli.options import config_command
+from fem_cli.evaluation import RESULTS_FILE, EvaluateConfig, run_evaluate
+
+EXAMPLES = """Examples:
+
+  fem evaluate --model smollm2 --task arc_challenge,openbookqa --split validation --out eval/base
+
+  fem evaluate --model runs/it2/ckpt --task arc_easy --num-samples 5 --out eval/it2-vote
+
+  fem evaluate --model qwen --task mmlu --protocol loglik --batch-size 32 --out eval/qwen-mmlu
+"""
+
+
+def _accuracy(entry: dict[str, Any]) -> str:
+    return f"{entry['value']:.1%} [{entry['ci_low']:.1%}, {entry['ci_high']:.1%}]"
+
+
+def _optional(value: float | None, pattern: str) -> str:
+    return "-" if value is None else format(value, pattern)
+
+
+@config_command(app, EvaluateConfig, name="evaluate", epilog=EXAMPLES)
+def evaluate(cfg: EvaluateConfig) -> None:
+    """Evaluate a model (alias, folder, LoRA adapter, hub id) on tasks: generative answers or
+    lm-eval's log-likelihood protocol; writes results.json and per-question JSONL to --out."""
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
+        bars: dict[str, int] = {}
+
+        def progress(task: str, done: int, total: int) -> None:
+            if task not in bars:
+                bars[task] = bar.add_task(f"{task} questions", total=total)
+            bar.update(bars[task], completed=done)
+
+        out = run_evaluate(cfg, on_status=lambda line: console.print(line), progress=progress)
+    results = json.loads((out / RESULTS_FILE).read_text())
+    table = Table(title=f"fem evaluate {results['model']} ({results['split']}) -> {out}")
+    for column in ("task", "protocol", "n", "accuracy [95% CI]", "acc_norm", "parse failures", "mean tokens", "seconds"):
+        table.add_column(column, justify="left" if column in ("task", "protocol") else "right")
+    subject_tables = []
+    for task, summary in results["tasks"].items():
+        metrics = summary["metrics"]
+        table.add_row(
+            task, results["protocol"], str(summary["questions"]), _accuracy(metrics["accuracy"]),
+            _accuracy(metrics["acc_norm"]) if "acc_norm" in metrics else "-",
+            _optional(metrics.get("parse_failure_rate"), ".1%"), _optional(metrics.get("mean_rationale_tokens"), ".1f"),
+            f"{summary['wall_seconds']:.1f}",
+        )
+        if "subjects" in metrics:
+            subject_tables.append(_subject_table(task, metrics))
+    Console().print(table)
+    for subject_table in subject_tables:
+        Console().print(subject_table)
+
+
+def _subject_table(task: str, metrics: dict[str, Any]) -> Table:
+    table = Table(title=f"{task} per subject")
+    table.add_column("subject")
+    table.add_column("n", justify="right")
+    table.add_column("accuracy", justify="right")
+    for subject, entry in metrics["subjects"].items():
+        table.add_row(subject, str(entry["n"]), f"{entry['accuracy']:.1%}")
+    table.add_section()
+    table.add_row("macro average", str(len(metrics["subjects"])), f"{metrics['macro_accuracy']:.1%}")
+    table.add_row("micro average", str(metrics["accuracy"]["n"]), f"{metrics['micro_accuracy']:.1%}")
+    return table

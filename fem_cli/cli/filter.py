@@ -1,0 +1,31 @@
+"""`fem filter`: keep correct, hint-free rationales as the M-step training file (see fem_cli.filtering)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from fem_cli.cli.main import app
+from fem_cli.cli.options import config_command
+from fem_cli.filtering import FilterConfig, run_filter
+
+EXAMPLES = """Examples:
+
+  fem filter samples.jsonl --out train.jsonl
+
+  fem filter samples-0.jsonl samples-1.jsonl --max-per-question 2 --out train.jsonl
+"""
+
+
+@config_command(app, FilterConfig, name="filter", epilog=EXAMPLES)
+def filter_samples(cfg: FilterConfig) -> None:
+    """Recompute rewards, drop leaks, duplicates and too-short rationales, write training examples."""
+    out, stats = run_filter(cfg)
+    table = Table(title=f"fem filter -> {out}")
+    for column in ("sampler/stage", "samples", "correct", "kept", "leaks", "too short", "duplicates", "over cap"):
+        table.add_column(column, justify="left" if column == "sampler/stage" else "right")
+    for name, counts in stats["per_stage"].items():
+        table.add_row(name, *(str(counts.get(key, 0)) for key in ("total", "correct", "kept", "leak", "too_short", "duplicate", "over_cap")))
+    console = Console()
+    console.print(table)
+    console.print(f"questions with >= 1 kept: {stats['questions_with_kept']} / {stats['questions']}")

@@ -1,0 +1,51 @@
+"""`fem sample`: the E-step's proposal draws (see fem_cli.sample)."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fem_cli.cli.main import app
+from fem_cli.cli.options import config_command
+from fem_cli.sample import SampleConfig, run_sample, summary_path
+
+EXAMPLES = """Examples:
+
+  fem sample --model smollm2 --task arc_easy --split train --limit 32 --sampler pps --num-samples 4 --out samples.jsonl
+
+  fem sample --model qwen --task arc_challenge --sampler star --backend vllm --shard 0/4 --out samples-0.jsonl
+"""
+
+
+@config_command(app, SampleConfig, name="sample", epilog=EXAMPLES)
+def sample(cfg: SampleConfig) -> None:
+    """Draw rationales for each question from a proposal (rs, star, pps) and score them."""
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int, tokens: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(f"{cfg.sampler}/{stage} questions", total=total, rate="")
+            elapsed = bar.tasks[tasks[stage]].elapsed or 0.0
+            rate = f"{tokens / elapsed:.0f} tok/s" if elapsed > 0 else ""
+            bar.update(tasks[stage], completed=done, rate=rate)
+
+        out = run_sample(cfg, on_status=lambda line: console.print(line), progress=progress)
+    summary = json.loads(summary_path(out).read_text())
+    table = Table(title=f"fem sample -> {out}")
+    for column in ("sampler/stage", "questions", "solved", "samples", "accepted", "accept rate", "mean tokens", "tok/s", "seconds"):
+        table.add_column(column, justify="right" if column != "sampler/stage" else "left")
+    for name, stats in summary["stages"].items():
+        table.add_row(
+            name, str(stats["questions"]), str(stats["questions_with_correct"]), str(stats["samples"]),
+            str(stats["accepted"]), f"{stats['acceptance_rate']:.1%}", f"{stats['mean_rationale_tokens']:.1f}",
+            f"{stats['tokens_per_second']:.1f}", f"{stats['wall_seconds']:.1f}",
+        )
+    Console().print(table)

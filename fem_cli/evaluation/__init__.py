@@ -1,0 +1,16 @@
+"""`fem evaluate`: accuracy of a model on multiple-choice benchmarks, two ways.
+
+  generative  the training prompt, a rationale and a final `Answer: X` (greedy or majority vote)
+  loglik      lm-evaluation-harness's multiple-choice log-likelihood protocol (acc, acc_norm)
+
+Modules: `config` (options), `generative` and `loglik` (the protocols), `metrics` (accuracy,
+bootstrap interval, majority vote, per-subject averages), `run` (tasks in, results folder out).
+
+    from fem_cli.evaluation import EvaluateConfig, run_evaluate
+    run_evaluate(EvaluateConfig(model="smollm2", task="arc_easy", protocol="loglik", out="eval/base"))
+"""
+
+from fem_cli.evaluation.config import EvaluateConfig
+from fem_cli.evaluation.run import RESULTS_FILE, run_evaluate
+
+__all__ = ["EvaluateConfig", "RESULTS_FILE", "run_evaluate"]

@@ -1,0 +1,95 @@
+"""`EvaluateConfig`: every option of `fem evaluate`, documented once and validated on creation.
+
+    cfg = EvaluateConfig(model="smollm2", task="arc_easy,openbookqa", protocol="loglik", out="eval/base")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+from fem_cli.config import did_you_mean, option
+from fem_cli.prompts import PromptTemplate
+from fem_cli.tasks import get_task
+from fem_cli.tasks.registry import TASKS
+
+PROTOCOLS = ("generative", "loglik")
+# Sampling temperature of `--num-samples k > 1` when --temperature is not given.
+DEFAULT_VOTE_TEMPERATURE = 0.7
+
+
+@dataclasses.dataclass
+class EvaluateConfig:
+    model: str = option("smollm2", "Model: an alias (`fem models list`), a local folder (fem finetune output, LoRA adapter) or a hub id.")
+    task: str = option("", "Comma-separated tasks: names (`fem tasks`, e.g. mmlu:anatomy) or paths to question files.")
+    split: str = option("validation", "Split of each task to evaluate on.")
+    data_dir: Optional[str] = option(None, "Folder with the normalized layout DIR/<task>/<split>.jsonl (else $FEM_DATA_DIR, else the hub).")
+    limit: Optional[int] = option(None, "Evaluate only the first N questions of each task (after --shuffle).")
+    shuffle: bool = option(False, "Shuffle each task's questions (with --seed) before --limit.")
+    seed: int = option(0, "Seed for question order, sampled answers and the bootstrap intervals.")
+    protocol: str = option("generative", "generative: rationale + `Answer: X` line, scored by its answer; loglik: lm-evaluation-harness's multiple-choice log-likelihood (acc, acc_norm).")
+    num_samples: int = option(1, "generative: answers per question; more than 1 takes the majority vote (ties: first answer drawn).")
+    temperature: Optional[float] = option(None, f"generative: sampling temperature (default: 0, greedy, for one sample; {DEFAULT_VOTE_TEMPERATURE} with --num-samples > 1).")
+    max_new_tokens: int = option(256, "generative: most tokens per answer.")
+    backend: str = option("auto", "generative: auto, hf (transformers) or vllm. loglik always runs transformers.")
+    batch_size: int = option(16, "hf backend: sequences decoded together; loglik: questions per forward pass (their choices share the context).")
+    dtype: str = option("auto", "Weights dtype: auto (float32 on transformers, bfloat16 on vllm), float32, bfloat16, float16.")
+    threads: Optional[int] = option(None, "Transformers on CPU: threads (default: all this process may use).")
+    tensor_parallel_size: int = option(1, "vllm backend: GPUs per model.")
+    max_model_len: int = option(2048, "vllm backend: longest prompt + completion.")
+    trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you ask).")
+    bootstrap_resamples: int = option(1000, "Resamples of the 95 % percentile bootstrap interval of accuracy.")
+    out: str = option("eval", "Output folder: results.json and one <task>.jsonl of per-question records.")
+    prompt: PromptTemplate = option(PromptTemplate(), "generative: prompt template, as in training (recipe only).")
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("--task is required (task names from `fem tasks` or files, comma-separated)")
+        for name in self.tasks:
+            check_task(name)
+        stems = [task_file_stem(name) for name in self.tasks]
+        if len(set(stems)) != len(stems):
+            raise ValueError(f"task: two tasks would share an output file in {self.task!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}{did_you_mean(self.protocol, list(PROTOCOLS))}; choose from {', '.join(PROTOCOLS)}")
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.protocol == "loglik" and self.num_samples != 1:
+            raise ValueError("num_samples applies to --protocol generative only (loglik scores every choice once)")
+        if self.temperature is not None and self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.num_samples > 1 and self.sampling_temperature == 0:
+            raise ValueError("num_samples > 1 needs temperature > 0: greedy samples are all the same answer")
+        for name in ("limit", "max_new_tokens", "batch_size", "bootstrap_resamples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+
+    @property
+    def tasks(self) -> list[str]:
+        return [name.strip() for name in self.task.split(",") if name.strip()]
+
+    @property
+    def sampling_temperature(self) -> float:
+        if self.temperature is not None:
+            return self.temperature
+        return DEFAULT_VOTE_TEMPERATURE if self.num_samples > 1 else 0.0
+
+
+def check_task(name: str) -> None:
+    """Raise (FemError, with a did-you-mean) unless `name` is a known task or an existing path;
+    the same precedence as `load_questions`: task names win over paths."""
+    path = Path(name)
+    if name.partition(":")[0] in TASKS or not (path.exists() or path.suffix or len(path.parts) > 1):
+        get_task(name)
+    elif not path.exists():
+        raise ValueError(f"task {name}: no such file or folder")
+
+
+def task_file_stem(name: str) -> str:
+    """The per-question output file of a task, without `.jsonl`: `mmlu:anatomy` -> `mmlu_anatomy`,
+    a path -> its stem (as `load_questions` names it)."""
+    if name.partition(":")[0] in TASKS:
+        return name.replace(":", "_")
+    return Path(name).stem

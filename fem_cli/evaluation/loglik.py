@@ -1,0 +1,280 @@
+"""The `loglik` protocol: lm-evaluation-harness's multiple-choice scoring, reproduced.
+
+Each choice is scored by the log-likelihood of its continuation given the question's context,
+on plain text (no chat template, as lm-eval's default). `acc` takes the choice with the highest
+log-likelihood, `acc_norm` the highest log-likelihood per character of the choice (lm-eval's
+`len(choice)`, the leading space not counted). The prompt formats are lm-eval's (tasks/arc,
+tasks/openbookqa, tasks/mmlu/default), zero-shot:
+
+    arc_easy, arc_challenge   context      "Question: {question}\\nAnswer:"
+                              continuation " {choice text}"
+    openbookqa                context      "{question_stem}"
+                              continuation " {choice text}"
+    mmlu, mmlu:<subject>      context      "The following are multiple choice questions (with answers)
+                                            about {subject, _ -> space}.\\n\\n{question, stripped}\\n
+                                            A. {choice 1}\\nB. {choice 2}\\nC. {choice 3}\\nD. {choice 4}\\nAnswer:"
+                              continuation " A", " B", " C", " D"
+    any other file            as arc_easy
+
+Tokenization is lm-eval's `HFLM`: context and context + continuation are encoded with the
+tokenizer's own default for special tokens (BOS where the tokenizer adds one), and the
+continuation's tokens are the tail of the whole after the context's length; trailing spaces of a
+context move to its continuation. Per-choice log-likelihoods agree with lm-eval's within 1e-3
+(bench/eval_loglik.py checks it).
+
+Faster than lm-eval, which runs context + continuation once per choice: here a question's context
+is encoded once and its choices' tokens follow it in the same row, each choice masked from the
+others (a tree attention mask), so a batch of questions is one forward pass and logits are only
+computed where a continuation token is predicted.
+
+    fem evaluate --model smollm2 --task arc_easy,openbookqa --protocol loglik --out eval/loglik
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from fem_cli.backends.hf import default_threads
+from fem_cli.evaluation.config import EvaluateConfig
+from fem_cli.evaluation.metrics import accuracy_summary, subject_breakdown
+from fem_cli.models import ResolvedModel, load_model, load_tokenizer
+from fem_cli.records import EvalRecord, Question
+
+
+@dataclasses.dataclass(frozen=True)
+class ChoiceRequest:
+    """One question as lm-eval puts it: a context and the choices' texts (`doc_to_choice`)."""
+
+    context: str
+    choices: list[str]
+    delimiter: str = " "  # lm-eval's target_delimiter, put before each choice
+
+    @property
+    def continuations(self) -> list[str]:
+        return [self.delimiter + choice for choice in self.choices]
+
+
+def arc_request(question: Question) -> ChoiceRequest:
+    return ChoiceRequest(f"Question: {question.question}\nAnswer:", list(question.choices))
+
+
+def openbookqa_request(question: Question) -> ChoiceRequest:
+    return ChoiceRequest(question.question, list(question.choices))
+
+
+def mmlu_request(question: Question) -> ChoiceRequest:
+    about = f" about {question.subject.replace('_', ' ')}" if question.subject else ""
+    lines = "".join(f"\n{label}. {choice}" for label, choice in zip(question.labels, question.choices))
+    context = (
+        f"The following are multiple choice questions (with answers){about}.\n\n"
+        f"{question.question.strip()}{lines}\nAnswer:"
+    )
+    return ChoiceRequest(context, list(question.labels))
+
+
+# Keyed by the task's base name (`mmlu:anatomy` -> mmlu); files and unknown names read as ARC.
+FORMATS: dict[str, Callable[[Question], ChoiceRequest]] = {
+    "arc_easy": arc_request,
+    "arc_challenge": arc_request,
+    "openbookqa": openbookqa_request,
+    "mmlu": mmlu_request,
+}
+
+
+def choice_request(task: str, question: Question) -> ChoiceRequest:
+    return FORMATS.get(task.partition(":")[0], arc_request)(question)
+
+
+def prefix_token_id(tokenizer: Any) -> int:
+    """lm-eval's conditioning token for an empty context: BOS, else EOS."""
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    # lm-eval's HFLM.tok_encode with add_bos_token unset: the tokenizer's default special tokens,
+    # except for text that already starts with the prefix token.
+    already_prefixed = text.startswith(tokenizer.decode(prefix_token_id(tokenizer)))
+    return tokenizer.encode(text, add_special_tokens=not already_prefixed)
+
+
+def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(context tokens, continuation tokens) exactly as lm-eval's `_encode_pair` makes them."""
+    if not context:
+        return [prefix_token_id(tokenizer)], tokenizer.encode(continuation, add_special_tokens=False)
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = encode(tokenizer, context + continuation)
+    context_ids = encode(tokenizer, context)
+    if len(whole) <= len(context_ids):
+        # The continuation merged into the context's last token (lm-eval stops with an assertion
+        # here): score the continuation's own tokens instead.
+        return context_ids, tokenizer.encode(continuation, add_special_tokens=False)
+    return context_ids, whole[len(context_ids):]
+
+
+def encode_request(tokenizer: Any, request: ChoiceRequest) -> tuple[list[int], list[list[int]]]:
+    pairs = [encode_pair(tokenizer, request.context, continuation) for continuation in request.continuations]
+    # The context is encoded on its own, so every choice of a question shares the same context tokens.
+    return pairs[0][0], [continuation for _, continuation in pairs]
+
+
+@dataclasses.dataclass
+class PackedBatch:
+    """The rows of one forward pass over several questions (see `pack`)."""
+
+    ids: list[list[int]]
+    positions: list[list[int]]
+    segments: list[list[int]]  # per token: -1 padding, 0 context, i + 1 a token of choice i
+    targets: list[list[int]]  # per choice token: the token after it (padding elsewhere)
+    span: int  # width of the block of choice tokens after the contexts
+
+
+def pack(batch: list[tuple[list[int], list[list[int]]]], pad: int) -> PackedBatch:
+    """Row q: question q's context, left-padded so that every context ends in the same column,
+    then all its choices' tokens side by side (each choice without its last token, which
+    predicts nothing), right-padded. Choice positions restart after the context, and the mask
+    built from `segments` lets a choice see only the context and itself: each choice reads the
+    context as if alone, while the context is encoded once for all of them."""
+    width = max(len(context) for context, _ in batch)
+    span = max(sum(len(choice) - 1 for choice in choices) for _, choices in batch)
+    packed = PackedBatch([], [], [], [], span)
+    for context, choices in batch:
+        left, right = width - len(context), span - sum(len(choice) - 1 for choice in choices)
+        packed.ids.append([pad] * left + context + [t for c in choices for t in c[:-1]] + [pad] * right)
+        packed.positions.append(
+            [0] * left + list(range(len(context))) + [len(context) + j for c in choices for j in range(len(c) - 1)] + [0] * right
+        )
+        packed.segments.append([-1] * left + [0] * len(context) + [i + 1 for i, c in enumerate(choices) for _ in c[:-1]] + [-1] * right)
+        packed.targets.append([t for c in choices for t in c[1:]] + [pad] * right)
+    return packed
+
+
+class LoglikScorer:
+    """Sums of continuation log-probabilities, many questions per forward pass.
+
+        scorer = LoglikScorer(load_model("smollm2"), load_tokenizer("smollm2"), batch_size=16)
+        scorer.score([ChoiceRequest("Question: 2+2?\\nAnswer:", ["4", "5"])])  # -> [[-1.2, -3.4]]
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+
+    def score(self, requests: Sequence[ChoiceRequest], on_progress: Callable[[int], None] | None = None) -> list[list[float]]:
+        """Per request, the log-likelihood of each choice's continuation, in choice order."""
+        encoded = [encode_request(self.tokenizer, request) for request in requests]
+        # Similar row lengths (context + choice tokens, see `pack`) share a batch, so little
+        # compute goes to padding.
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]) - sum(len(c) - 1 for c in encoded[i][1]))
+        results: list[list[float]] = [[] for _ in encoded]
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            for index, logliks in zip(batch, self._score_batch([encoded[i] for i in batch])):
+                results[index] = logliks
+            if on_progress:
+                on_progress(min(start + self.batch_size, len(order)))
+        return results
+
+    @torch.inference_mode()
+    def _score_batch(self, batch: list[tuple[list[int], list[list[int]]]]) -> list[list[float]]:
+        packed = pack(batch, self.tokenizer.pad_token_id)
+        out = self.model(
+            input_ids=torch.tensor(packed.ids, device=self.device),
+            attention_mask=self._choice_mask(torch.tensor(packed.segments, device=self.device)),
+            position_ids=torch.tensor(packed.positions, device=self.device),
+            use_cache=False,
+            # The last context token predicts every choice's first token; the rest are choice tokens.
+            logits_to_keep=packed.span + 1,
+        )
+        logits = out.logits.float()
+        first = torch.log_softmax(logits[:, 0, :], dim=-1).cpu()
+        choice_logits = logits[:, 1:, :]
+        targets = torch.tensor(packed.targets, device=self.device)
+        # gather - logsumexp = log_softmax at the targets, without a second vocabulary-sized tensor.
+        rest = (choice_logits.gather(-1, targets[..., None])[..., 0] - choice_logits.logsumexp(-1)).cpu().tolist()
+        results = []
+        for q, (_, choices) in enumerate(batch):
+            logliks, at = [], 0
+            for choice in choices:
+                logliks.append(float(first[q, choice[0]]) + sum(rest[q][at : at + len(choice) - 1]))
+                at += len(choice) - 1
+            results.append(logliks)
+        return results
+
+    def _choice_mask(self, segment: torch.Tensor) -> torch.Tensor:
+        """Additive 4D attention mask (batch, 1, query, key): a query sees earlier keys of the
+        context and of its own segment. Every query also sees itself, so that padding rows are
+        never fully masked (fully masked rows turn into NaN)."""
+        length = segment.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=self.device).tril()
+        key, query = segment[:, None, :], segment[:, :, None]
+        allowed = causal & (key >= 0) & ((key == 0) | (key == query))
+        allowed |= torch.eye(length, dtype=torch.bool, device=self.device)
+        dtype = self.model.dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device).masked_fill(~allowed, torch.finfo(dtype).min)
+        return mask[:, None, :, :]
+
+
+def predictions(logliks: Sequence[float], choices: Sequence[str]) -> tuple[int, int, float]:
+    """(acc choice, acc_norm choice, softmax probability of the acc choice); ties go to the first
+    choice, as numpy's argmax in lm-eval."""
+    values = np.asarray(logliks, dtype=np.float64)
+    lengths = np.asarray([max(len(choice), 1) for choice in choices], dtype=np.float64)
+    best, best_norm = int(np.argmax(values)), int(np.argmax(values / lengths))
+    probabilities = np.exp(values - values.max())
+    return best, best_norm, float(probabilities[best] / probabilities.sum())
+
+
+class LoglikEvaluator:
+    """Scores tasks with the loglik protocol and summarizes acc and acc_norm."""
+
+    def __init__(self, scorer: LoglikScorer, seed: int, resamples: int) -> None:
+        self.scorer = scorer
+        self.seed = seed
+        self.resamples = resamples
+        self.settings: dict[str, Any] = {"engine": "transformers", "batch_size": scorer.batch_size}
+
+    @classmethod
+    def from_config(cls, cfg: EvaluateConfig, model: ResolvedModel) -> "LoglikEvaluator":
+        torch.set_num_threads(cfg.threads or default_threads())
+        dtype = "float32" if cfg.dtype == "auto" else cfg.dtype
+        tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
+        lm = load_model(model, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+        lm = lm.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        return cls(LoglikScorer(lm, tokenizer, cfg.batch_size), cfg.seed, cfg.bootstrap_resamples)
+
+    def evaluate(
+        self, task: str, questions: Sequence[Question], on_progress: Callable[[int], None] | None = None
+    ) -> tuple[list[EvalRecord], dict[str, Any]]:
+        requests = [choice_request(task, question) for question in questions]
+        all_logliks = self.scorer.score(requests, on_progress)
+        records, correct_norm = [], []
+        for question, request, logliks in zip(questions, requests, all_logliks):
+            best, best_norm, confidence = predictions(logliks, request.choices)
+            records.append(
+                EvalRecord(
+                    task=task, question_id=question.id, protocol="loglik", prompt=request.context,
+                    outputs=request.continuations, extracted=list(question.labels),
+                    prediction=question.labels[best], gold=question.answer,
+                    correct=question.labels[best] == question.answer, confidence=confidence,
+                    loglik=logliks, subject=question.subject,
+                )
+            )
+            correct_norm.append(question.labels[best_norm] == question.answer)
+        correct = [record.correct for record in records]
+        metrics: dict[str, Any] = {
+            "accuracy": accuracy_summary(correct, self.seed, self.resamples),
+            "acc_norm": accuracy_summary(correct_norm, self.seed, self.resamples),
+        }
+        metrics.update(subject_breakdown(correct, [q.subject for q in questions]) or {})
+        return records, metrics
+
+    def close(self) -> None:
+        del self.scorer

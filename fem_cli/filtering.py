@@ -1,0 +1,133 @@
+"""The E-step's second half: keep the correct rationales and write the M-step training file.
+
+Reads one or more sample files (shards merge here), recomputes every reward with the current
+answer extraction (a better extractor applies to old files), drops hint leaks, too-short
+rationales and duplicate rationales per question, keeps up to K per question, and writes
+`TrainExample`s whose prompt is the **hint-free** prompt. Statistics go to `<out>.stats.json`.
+
+    fem filter samples.jsonl --out train.jsonl --max-per-question 2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Optional
+
+from fem_cli.answers import find_hint_leak
+from fem_cli.config import option
+from fem_cli.errors import FemError
+from fem_cli.jsonl import iter_jsonl, write_json, write_jsonl
+from fem_cli.provenance import provenance
+from fem_cli.records import Sample, TrainExample
+from fem_cli.samplers.base import reward
+
+
+@dataclasses.dataclass
+class FilterConfig:
+    samples: list[str] = option([], "Sample files written by `fem sample` (shards of one run merge).", argument=True)
+    out: str = option("train.jsonl", "Output training file; statistics go to <out>.stats.json.")
+    max_per_question: Optional[int] = option(None, "Keep at most K rationales per question (default: all).")
+    min_words: int = option(8, "Drop completions with fewer words (e.g. a bare 'Answer: B').")
+    drop_leaks: bool = option(True, "Drop hinted rationales that say they were given the answer.")
+
+    def __post_init__(self) -> None:
+        if not self.samples:
+            raise ValueError("give at least one sample file")
+        if self.max_per_question is not None and self.max_per_question < 1:
+            raise ValueError(f"max_per_question must be >= 1, got {self.max_per_question}")
+        if self.min_words < 0:
+            raise ValueError(f"min_words must be >= 0, got {self.min_words}")
+
+
+def _normalized(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+@dataclasses.dataclass
+class FilterStats:
+    per_stage: dict[str, Counter] = dataclasses.field(default_factory=lambda: defaultdict(Counter))
+    questions: set[str] = dataclasses.field(default_factory=set)
+    questions_kept: set[str] = dataclasses.field(default_factory=set)
+
+    def as_dict(self) -> dict:
+        totals = Counter()
+        for counts in self.per_stage.values():
+            totals.update(counts)
+        return {
+            "samples": totals["total"],
+            "correct": totals["correct"],
+            "kept": totals["kept"],
+            "leaks_dropped": totals["leak"],
+            "too_short_dropped": totals["too_short"],
+            "duplicates_removed": totals["duplicate"],
+            "over_cap_dropped": totals["over_cap"],
+            "questions": len(self.questions),
+            "questions_with_kept": len(self.questions_kept),
+            "per_stage": {
+                stage: {**counts, "kept_rate": counts["kept"] / counts["total"] if counts["total"] else 0.0}
+                for stage, counts in sorted(self.per_stage.items())
+            },
+        }
+
+
+def select(samples: list[Sample], cfg: FilterConfig) -> tuple[list[TrainExample], FilterStats]:
+    stats = FilterStats()
+    seen: dict[str, set[str]] = defaultdict(set)
+    kept: list[TrainExample] = []
+    for sample in samples:
+        counts = stats.per_stage[f"{sample.sampler}/{sample.stage}"]
+        counts["total"] += 1
+        stats.questions.add(sample.question_id)
+        _, score = reward(sample.text, sample.labels, sample.choices, sample.gold)
+        if not score:
+            continue
+        counts["correct"] += 1
+        if cfg.drop_leaks and sample.hinted and find_hint_leak(sample.text, sample.hint):
+            counts["leak"] += 1
+            continue
+        if len(sample.text.split()) < cfg.min_words:
+            counts["too_short"] += 1
+            continue
+        key = _normalized(sample.text)
+        if key in seen[sample.question_id]:
+            counts["duplicate"] += 1
+            continue
+        if cfg.max_per_question is not None and len(seen[sample.question_id]) >= cfg.max_per_question:
+            counts["over_cap"] += 1
+            continue
+        seen[sample.question_id].add(key)
+        counts["kept"] += 1
+        stats.questions_kept.add(sample.question_id)
+        kept.append(
+            TrainExample(
+                question_id=sample.question_id,
+                prompt=sample.train_prompt,
+                completion=sample.text.strip(),
+                sampler=sample.sampler,
+                stage=sample.stage,
+            )
+        )
+    return kept, stats
+
+
+def stats_path(out: str | Path) -> Path:
+    return Path(f"{out}.stats.json")
+
+
+def run_filter(cfg: FilterConfig) -> tuple[Path, dict]:
+    samples = [sample for path in cfg.samples for sample in iter_jsonl(path, Sample)]
+    if not samples:
+        raise FemError(f"no samples in {', '.join(cfg.samples)}")
+    examples, stats = select(samples, cfg)
+    summary = stats.as_dict()
+    write_json(stats_path(cfg.out), {**summary, **provenance(cfg, inputs=cfg.samples)})
+    if not examples:
+        raise FemError(
+            f"no sample survived the filter ({summary['correct']} correct of {len(samples)}, "
+            f"see {stats_path(cfg.out)}); nothing to train on"
+        )
+    write_jsonl(cfg.out, examples)
+    return Path(cfg.out), summary

@@ -1,0 +1,73 @@
+"""`run_loop(cfg)`: K iterations of E-step (sample, filter) and M-step (finetune), each evaluated.
+
+Each stage runs as its own process, `python -m fem_cli <stage> --config iter-k/<stage>.yaml`: the
+same code path as the stand-alone command (a Makefile pipeline does exactly the same), and GPU
+memory is given back for sure between stages (vLLM does not reliably free it in-process). The
+stage's full config is written next to its output, so any stage can be rerun by hand.
+
+    runs/<name>/run.json
+    runs/<name>/iter-0/eval/                       the base model, evaluated
+    runs/<name>/iter-k/{samples.jsonl, train.jsonl, model/, eval/, <stage>.yaml}
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from fem_cli.errors import FemError
+from fem_cli.jsonl import atomic_write
+from fem_cli.loop.config import STAGES, LoopConfig, iteration_dir, stage_config, stage_output
+from fem_cli.loop.state import RunState
+from fem_cli.provenance import as_jsonable
+
+
+def plan(cfg: LoopConfig) -> list[tuple[int, str]]:
+    return [(0, "evaluate")] + [(k, stage) for k in range(1, cfg.iterations + 1) for stage in STAGES]
+
+
+def write_stage_config(cfg: LoopConfig, iteration: int, stage: str) -> Path:
+    config = stage_config(cfg, stage, iteration, cfg.run_dir)
+    path = iteration_dir(cfg.run_dir, iteration) / f"{stage}.yaml"
+    with atomic_write(path) as handle:
+        yaml.safe_dump(as_jsonable(config), handle, sort_keys=False, allow_unicode=True)
+    return path
+
+
+def run_loop(
+    cfg: LoopConfig,
+    before_stage: Callable[[RunState, int, str], None] | None = None,
+) -> Path:
+    """Run (or resume) the loop; `before_stage(state, iteration, stage)` may show progress."""
+    if cfg.restart and cfg.run_dir.exists():
+        shutil.rmtree(cfg.run_dir)
+    # Every stage config is built (and so validated) before any work starts.
+    for iteration, stage in plan(cfg):
+        stage_config(cfg, stage, iteration, cfg.run_dir)
+    state = RunState.open(cfg)
+    for iteration, stage in plan(cfg):
+        key = f"{iteration}/{stage}"
+        if state.is_done(key) and stage_output(cfg.run_dir, iteration, stage).exists():
+            continue
+        config_file = write_stage_config(cfg, iteration, stage)
+        if before_stage:
+            before_stage(state, iteration, stage)
+        state.start(key)
+        started = time.perf_counter()
+        exit_code = subprocess.run([sys.executable, "-m", "fem_cli", stage, "--config", str(config_file)]).returncode
+        seconds = time.perf_counter() - started
+        if exit_code != 0:
+            state.fail(key, seconds, exit_code)
+            raise FemError(
+                f"iteration {iteration}: `fem {stage} --config {config_file}` failed (exit {exit_code}, "
+                "its message is above); run the same command again to resume from this stage"
+            )
+        state.finish(key, seconds)
+    state.complete()
+    return cfg.run_dir

@@ -1,0 +1,122 @@
+"""Typed records for every JSONL stream fem reads or writes.
+
+Each line of a fem JSONL file is one of these records, with a `schema_version` so that old files
+are recognised instead of misread. Readers validate every line (see `fem_cli.jsonl`).
+
+    questions  -> Question       (tasks, `fem data`)
+    samples    -> Sample         (`fem sample`, E-step proposals)
+    train      -> TrainExample   (`fem filter`, input of the M-step)
+    eval       -> EvalRecord     (`fem evaluate`, one per question)
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+
+
+class Record(BaseModel):
+    # Unknown keys are errors: a typo in a hand-written file must not silently vanish.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Question(Record):
+    """One multiple-choice question in the normalized layout of `../shared/data`."""
+
+    id: str = Field(min_length=1)
+    question: str
+    choices: list[str] = Field(min_length=2)
+    labels: list[str] = Field(min_length=2)
+    answer: str
+    subject: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Question":
+        if len(self.choices) != len(self.labels):
+            raise ValueError(f"{len(self.choices)} choices but {len(self.labels)} labels")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels are not unique: {self.labels}")
+        if self.answer not in self.labels:
+            raise ValueError(f"answer {self.answer!r} is not one of the labels {self.labels}")
+        return self
+
+
+class GenerationSettings(BaseModel):
+    """What a completion was sampled with; stored on every Sample for reproducibility."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: str
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    seed: int
+
+
+class Sample(Record):
+    """One generated rationale + answer for one question (an E-step proposal draw)."""
+
+    question_id: str
+    sampler: str
+    # "self": drawn from the un-hinted prompt; "rationalized": STaR's hinted second pass;
+    # "hinted": PPS, every draw hinted.
+    stage: Literal["self", "rationalized", "hinted"]
+    hinted: bool
+    sample_index: int = Field(ge=0)
+    # The messages actually sent to the model (with the hint when hinted) ...
+    prompt: list[Message]
+    # ... and the hint-free messages the M-step trains on (STaR trains without the hint).
+    train_prompt: list[Message]
+    # The hint sentence of a hinted prompt, kept so `fem filter` can spot rationales echoing it.
+    hint: Optional[str] = None
+    text: str
+    num_tokens: int = Field(ge=0)
+    finish_reason: Literal["stop", "length"]
+    labels: list[str]
+    choices: list[str]
+    gold: str
+    extracted: Optional[str]
+    reward: float
+    model: str
+    generation: GenerationSettings
+    seed: int
+
+
+class TrainExample(Record):
+    """One M-step example: hint-free prompt messages and the target completion."""
+
+    question_id: str
+    prompt: list[Message] = Field(min_length=1)
+    completion: str = Field(min_length=1)
+    sampler: str
+    stage: str
+
+
+class EvalRecord(Record):
+    """One evaluated question."""
+
+    task: str
+    question_id: str
+    protocol: Literal["generative", "loglik"]
+    prompt: str
+    outputs: list[str]
+    extracted: list[Optional[str]]
+    prediction: Optional[str]
+    gold: str
+    correct: bool
+    # generative: share of votes for the prediction; loglik: softmax probability of the prediction.
+    confidence: Optional[float] = None
+    loglik: Optional[list[float]] = None
+    subject: Optional[str] = None

@@ -1,0 +1,76 @@
+"""Read a run folder into per-iteration figures: the data behind `fem report` and the loop's view.
+
+    iterations = collect_run(Path("runs/demo"))
+    iterations[1].accuracy["arith"]  # {"value": 0.41, "ci_low": ..., "ci_high": ..., "n": 200}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from fem_cli.errors import FemError
+from fem_cli.loop.config import iteration_dir
+from fem_cli.loop.state import RUN_FILE
+
+
+@dataclasses.dataclass
+class IterationFigures:
+    iteration: int
+    # task -> {"value", "ci_low", "ci_high", "n"}
+    accuracy: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    # task -> the rest of that task's metrics (parse failures, calibration, ...)
+    metrics: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    acceptance_rate: float | None = None
+    mean_rationale_tokens: float | None = None
+    samples: int | None = None
+    kept: int | None = None
+    questions_with_kept: int | None = None
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise FemError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    record = _read(run_dir / RUN_FILE)
+    if record is None:
+        raise FemError(f"{run_dir}: not a fem run folder (no {RUN_FILE})")
+    return record
+
+
+def collect_run(run_dir: Path) -> list[IterationFigures]:
+    """Figures of every iteration that has any finished output, in order."""
+    record = read_run(run_dir)
+    iterations = []
+    for k in range(int(record["config"]["iterations"]) + 1):
+        folder = iteration_dir(run_dir, k)
+        figures = IterationFigures(iteration=k)
+        results = _read(folder / "eval" / "results.json")
+        if results:
+            for task, entry in results["tasks"].items():
+                figures.accuracy[task] = entry["metrics"]["accuracy"]
+                figures.metrics[task] = entry["metrics"]
+        summary = _read(folder / "samples.jsonl.summary.json")
+        if summary:
+            stages = summary["stages"].values()
+            drawn = sum(s["samples"] for s in stages)
+            figures.samples = drawn
+            figures.acceptance_rate = sum(s["accepted"] for s in stages) / drawn if drawn else 0.0
+            figures.mean_rationale_tokens = (
+                sum(s["mean_rationale_tokens"] * s["samples"] for s in stages) / drawn if drawn else 0.0
+            )
+        stats = _read(folder / "train.jsonl.stats.json")
+        if stats:
+            figures.kept = stats["kept"]
+            figures.questions_with_kept = stats["questions_with_kept"]
+        if results or summary or stats:
+            iterations.append(figures)
+    return iterations

@@ -1,0 +1,64 @@
+"""PNG plots comparing runs per iteration: accuracy (with 95 % intervals), acceptance rate and
+mean rationale length. One line per run, so samplers compare side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fem_cli.report.collect import IterationFigures
+from fem_cli.report.tables import eval_tasks
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_runs(runs: dict[str, list[IterationFigures]], out: Path) -> list[Path]:
+    plt = _pyplot()
+    written = []
+    tasks = eval_tasks([f for iterations in runs.values() for f in iterations])
+    if tasks:
+        figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+        for axis, task in zip(axes[0], tasks):
+            for name, iterations in runs.items():
+                points = [(f.iteration, f.accuracy[task]) for f in iterations if task in f.accuracy]
+                if not points:
+                    continue
+                xs = [k for k, _ in points]
+                ys = [a["value"] for _, a in points]
+                errors = [[a["value"] - a["ci_low"] for _, a in points], [a["ci_high"] - a["value"] for _, a in points]]
+                axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=name)
+            axis.set(title=f"{task}: accuracy (95 % CI)", xlabel="EM iteration", ylabel="accuracy")
+            axis.set_xticks(sorted({f.iteration for its in runs.values() for f in its}))
+            axis.legend(fontsize="small")
+        written.append(_save(figure, out / "accuracy.png"))
+    for attribute, title, file_name in (
+        ("acceptance_rate", "E-step acceptance rate", "acceptance.png"),
+        ("mean_rationale_tokens", "mean rationale length (tokens)", "rationale_length.png"),
+    ):
+        figure, axis = plt.subplots(figsize=(5, 4))
+        for name, iterations in runs.items():
+            points = [(f.iteration, getattr(f, attribute)) for f in iterations if getattr(f, attribute) is not None]
+            if points:
+                axis.plot([k for k, _ in points], [v for _, v in points], marker="o", label=name)
+        axis.set(title=title, xlabel="EM iteration")
+        axis.legend(fontsize="small")
+        written.append(_save(figure, out / file_name))
+    return written
+
+
+def _save(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.tight_layout()
+    figure.savefig(tmp, dpi=110)
+    tmp.replace(path)
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return path

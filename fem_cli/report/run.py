@@ -1,0 +1,54 @@
+"""`run_report(cfg)`: tables (rich and Markdown) and PNG plots of one or more runs.
+
+    fem report runs/demo
+    fem report runs/qwen-arc_challenge-rs runs/qwen-arc_challenge-star runs/qwen-arc_challenge-pps --out runs/compare
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+from fem_cli.config import option
+from fem_cli.jsonl import atomic_write
+from fem_cli.report.collect import IterationFigures, collect_run, read_run
+from fem_cli.report.plots import plot_runs
+from fem_cli.report.tables import markdown_table
+
+
+@dataclasses.dataclass
+class ReportConfig:
+    runs: list[str] = option([], "Run folders written by `fem loop`.", argument=True)
+    out: Optional[str] = option(None, "Folder for report.md and the PNGs (default: the run folder when one run, else runs/report).")
+
+    def __post_init__(self) -> None:
+        if not self.runs:
+            raise ValueError("give at least one run folder")
+
+    @property
+    def out_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        return Path(self.runs[0]) if len(self.runs) == 1 else Path(self.runs[0]).parent / "report"
+
+
+def collect(cfg: ReportConfig) -> dict[str, list[IterationFigures]]:
+    runs = {}
+    for folder in map(Path, cfg.runs):
+        name = read_run(folder).get("name", folder.name)
+        runs[name if name not in runs else str(folder)] = collect_run(folder)
+    return runs
+
+
+def run_report(cfg: ReportConfig) -> tuple[Path, dict[str, list[IterationFigures]]]:
+    runs = collect(cfg)
+    out = cfg.out_dir
+    pngs = plot_runs(runs, out)
+    sections = ["# fem report", ""]
+    for name, iterations in runs.items():
+        sections += [f"## {name}", "", markdown_table(iterations), ""]
+    sections += [f"![{png.stem}]({png.name})" for png in pngs]
+    with atomic_write(out / "report.md") as handle:
+        handle.write("\n".join(sections) + "\n")
+    return out, runs

@@ -1,0 +1,149 @@
+"""The E-step's first half: draw rationales from a proposal and write them, scored, as JSONL.
+
+`run_sample(cfg)` loads the questions (optionally one shard of them), builds the backend, runs the
+sampler and writes `cfg.out` (one `Sample` per line) and `<out>.summary.json` (acceptance rate,
+rationale length, tokens/s per sampler and stage, plus provenance).
+
+    fem sample --model smollm2 --task arc_easy --split train --sampler pps --num-samples 4 --out samples.jsonl
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from fem_cli.backends import BackendOptions, choose_backend, create_backend
+from fem_cli.backends.base import SamplingSettings
+from fem_cli.config import option
+from fem_cli.errors import FemError
+from fem_cli.jsonl import write_json, write_jsonl
+from fem_cli.models import resolve_model
+from fem_cli.prompts import PromptTemplate
+from fem_cli.provenance import provenance
+from fem_cli.records import GenerationSettings, Question
+from fem_cli.samplers import SamplerOptions, get_sampler
+from fem_cli.samplers.base import Proposal
+from fem_cli.tasks import load_questions
+
+
+@dataclasses.dataclass
+class SampleConfig:
+    model: str = option("smollm2", "Model: an alias (`fem models list`), a local folder or a hub id.")
+    task: str = option("", "Task name (`fem tasks`) or a path to a question file/folder.")
+    split: str = option("train", "Split of the task to sample on.")
+    data_dir: Optional[str] = option(None, "Folder with the normalized layout DIR/<task>/<split>.jsonl (else $FEM_DATA_DIR, else the hub).")
+    limit: Optional[int] = option(None, "Use only the first N questions (after --shuffle).")
+    shuffle: bool = option(False, "Shuffle the questions (with --seed) before --limit.")
+    seed: int = option(0, "Seed for question order and every sample (same seed, same samples).")
+    shard: str = option("0/1", "Take shard i of n (i/n, 0-based): questions i, i+n, i+2n, ...")
+    sampler: str = option("pps", "Proposal: rs (rejection sampling), star, pps (prompt posterior sampling).")
+    num_samples: int = option(4, "Draws per question (per round for rs, per stage for star).")
+    budget: int = option(8, "rs only: at most this many draws per question.")
+    backend: str = option("auto", "Generation backend: auto, hf (transformers) or vllm.")
+    temperature: float = option(0.7, "Sampling temperature (0 = greedy).")
+    top_p: float = option(1.0, "Nucleus sampling mass.")
+    max_new_tokens: int = option(256, "Most tokens generated per sample.")
+    batch_size: int = option(32, "hf backend: sequences decoded together.")
+    dtype: str = option("auto", "Weights dtype: auto (hf: float32, vllm: bfloat16), float32, bfloat16, float16.")
+    threads: Optional[int] = option(None, "hf backend: CPU threads (default: all this process may use).")
+    tensor_parallel_size: int = option(1, "vllm backend: GPUs per model.")
+    max_model_len: int = option(2048, "vllm backend: longest prompt + completion.")
+    trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you ask).")
+    out: str = option("samples.jsonl", "Output JSONL of samples; statistics go to <out>.summary.json.")
+    prompt: PromptTemplate = option(PromptTemplate(), "Prompt template (recipe only).")
+
+    def __post_init__(self) -> None:
+        if not self.task:
+            raise ValueError("--task is required (a task name from `fem tasks` or a file)")
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.budget < 1:
+            raise ValueError(f"budget must be >= 1, got {self.budget}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        parse_shard(self.shard)
+        get_sampler(self.sampler)
+        choose_backend(self.backend)
+        SamplingSettings(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens)
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise ValueError(f"shard must look like i/n (e.g. 0/4), got {shard!r}") from None
+    if not (count >= 1 and 0 <= index < count):
+        raise ValueError(f"shard {shard!r}: need 0 <= i < n")
+    return index, count
+
+
+def summary_path(out: str | Path) -> Path:
+    return Path(f"{out}.summary.json")
+
+
+def run_sample(
+    cfg: SampleConfig,
+    on_status: Callable[[str], None] = print,
+    progress: Callable[[str, int, int, int], None] | None = None,
+) -> Path:
+    """Sample, score and write; `progress(stage, done, total, tokens)` is called as it goes."""
+    sampler = get_sampler(cfg.sampler)
+    loaded = load_questions(cfg.task, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, shuffle=cfg.shuffle, seed=cfg.seed)
+    index, count = parse_shard(cfg.shard)
+    questions: list[Question] = loaded.questions[index::count]
+    if not questions:
+        raise FemError(f"shard {cfg.shard} of {loaded.task} ({len(loaded.questions)} questions) is empty")
+    on_status(f"questions: {len(questions)} from {loaded.source}" + (f" (shard {cfg.shard})" if count > 1 else ""))
+    model = resolve_model(cfg.model)
+    backend_name, why = choose_backend(cfg.backend)
+    on_status(f"backend: {backend_name} ({why}); model: {cfg.model} -> {model.path}")
+    backend, _ = create_backend(
+        backend_name,
+        model,
+        BackendOptions(
+            batch_size=cfg.batch_size, dtype=cfg.dtype, threads=cfg.threads,
+            tensor_parallel_size=cfg.tensor_parallel_size, max_model_len=cfg.max_model_len,
+            seed=cfg.seed, trust_remote_code=cfg.trust_remote_code,
+        ),
+    )
+    proposal = Proposal(
+        backend=backend,
+        settings=SamplingSettings(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens),
+        template=cfg.prompt,
+        sampler=sampler.name,
+        model=cfg.model,
+        seed=cfg.seed,
+        generation=GenerationSettings(
+            backend=backend_name, temperature=cfg.temperature, top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+        ),
+        on_progress=progress,
+    )
+    started = time.perf_counter()
+    try:
+        samples = sampler.run(questions, proposal, SamplerOptions(num_samples=cfg.num_samples, budget=cfg.budget))
+    finally:
+        backend.close()
+    wall = time.perf_counter() - started
+    write_jsonl(cfg.out, samples)
+    stages = {f"{sampler.name}/{stage}": stats.summary() for stage, stats in proposal.stats.items()}
+    write_json(
+        summary_path(cfg.out),
+        {
+            "task": loaded.task,
+            "source": loaded.source,
+            "split": cfg.split,
+            "shard": cfg.shard,
+            "questions": len(questions),
+            "samples": len(samples),
+            "backend": backend_name,
+            "wall_seconds": round(wall, 3),
+            "stages": stages,
+            **provenance(cfg, inputs=[loaded.path] if loaded.path else []),
+        },
+    )
+    return Path(cfg.out)

@@ -1,0 +1,124 @@
+"""What every sampler shares: one draw of `n` completions per question, scored against the gold.
+
+A sampler is a proposal q(z | x, y*): it decides which prompts (hinted or not) to draw from and
+how many times. `Proposal.draw` turns questions into scored `Sample` records; rewards use the same
+answer extraction as `fem filter` and `fem evaluate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Sequence
+
+from fem_cli.answers import extract_answer
+from fem_cli.backends.base import GenerationBackend, GenerationRequest, SamplingSettings
+from fem_cli.prompts import PromptTemplate, build_messages, hint_text
+from fem_cli.records import GenerationSettings, Question, Sample
+from fem_cli.seeding import derive_seed
+
+
+def reward(text: str, question_labels: Sequence[str], choices: Sequence[str], gold: str) -> tuple[str | None, float]:
+    extracted = extract_answer(text, question_labels, choices)
+    return extracted, float(extracted == gold)
+
+
+@dataclasses.dataclass
+class StageStats:
+    """Counters for one (sampler, stage): what `<out>.summary.json` reports."""
+
+    question_ids: set[str] = dataclasses.field(default_factory=set)
+    solved_ids: set[str] = dataclasses.field(default_factory=set)
+    samples: int = 0
+    accepted: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, float | int]:
+        return {
+            "questions": len(self.question_ids),
+            "questions_with_correct": len(self.solved_ids),
+            "samples": self.samples,
+            "accepted": self.accepted,
+            "acceptance_rate": self.accepted / self.samples if self.samples else 0.0,
+            "mean_rationale_tokens": self.tokens / self.samples if self.samples else 0.0,
+            "tokens_generated": self.tokens,
+            "tokens_per_second": self.tokens / self.seconds if self.seconds else 0.0,
+            "wall_seconds": round(self.seconds, 3),
+        }
+
+
+@dataclasses.dataclass
+class Proposal:
+    """Everything a sampler needs to draw: the backend, settings, prompts and seeds."""
+
+    backend: GenerationBackend
+    settings: SamplingSettings  # n is set per draw
+    template: PromptTemplate
+    sampler: str
+    model: str
+    seed: int
+    generation: GenerationSettings
+    # (stage, questions done, questions in this draw, tokens generated in this draw)
+    on_progress: Callable[[str, int, int, int], None] | None = None
+    stats: dict[str, StageStats] = dataclasses.field(default_factory=dict)
+
+    def draw(self, questions: Sequence[Question], stage: str, n: int, offset: int = 0) -> dict[str, list[Sample]]:
+        """n samples for each question, from the hinted prompt unless stage == "self"; `offset`
+        counts the draws a question already had in this stage (sample indices and seeds go on)."""
+        if not questions:
+            return {}
+        hinted = stage != "self"
+        requests = [
+            GenerationRequest(
+                messages=build_messages(q, self.template, hint=hinted),
+                seed=derive_seed(self.seed, q.id, stage, offset),
+            )
+            for q in questions
+        ]
+        started = time.perf_counter()
+        settings = dataclasses.replace(self.settings, n=n)
+        report = self.on_progress
+        completions = self.backend.generate(
+            requests, settings,
+            on_progress=(lambda done, tokens: report(stage, done, len(requests), tokens)) if report else None,
+        )
+        stats = self.stats.setdefault(stage, StageStats())
+        stats.seconds += time.perf_counter() - started
+        drawn: dict[str, list[Sample]] = {}
+        for question, request, outputs in zip(questions, requests, completions):
+            train_prompt = build_messages(question, self.template, hint=False)
+            samples = []
+            for index, completion in enumerate(outputs):
+                extracted, score = reward(completion.text, question.labels, question.choices, question.answer)
+                samples.append(
+                    Sample(
+                        question_id=question.id,
+                        sampler=self.sampler,
+                        stage=stage,
+                        hinted=hinted,
+                        sample_index=offset + index,
+                        prompt=list(request.messages),
+                        train_prompt=train_prompt,
+                        hint=hint_text(question, self.template) if hinted else None,
+                        text=completion.text,
+                        num_tokens=completion.num_tokens,
+                        finish_reason=completion.finish_reason,
+                        labels=question.labels,
+                        choices=question.choices,
+                        gold=question.answer,
+                        extracted=extracted,
+                        reward=score,
+                        model=self.model,
+                        generation=self.generation,
+                        seed=request.seed,
+                    )
+                )
+            drawn[question.id] = samples
+            stats.question_ids.add(question.id)
+            if any(s.reward for s in samples):
+                stats.solved_ids.add(question.id)
+            stats.samples += len(samples)
+            stats.accepted += sum(int(s.reward) for s in samples)
+            stats.tokens += sum(s.num_tokens for s in samples)
+        return drawn

@@ -1,0 +1,10 @@
+"""Tasks: the registry of benchmarks and loading their questions from local files or the hub.
+
+    from fem_cli.tasks import load_questions
+    questions = load_questions("arc_challenge", "validation", data_dir="../shared/data").questions
+"""
+
+from fem_cli.tasks.registry import TaskSpec, get_task, list_tasks
+from fem_cli.tasks.sources import DATA_DIR_ENV, LoadedQuestions, load_questions
+
+__all__ = ["DATA_DIR_ENV", "LoadedQuestions", "TaskSpec", "get_task", "list_tasks", "load_questions"]

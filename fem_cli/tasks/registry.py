@@ -1,0 +1,163 @@
+"""The task registry: each benchmark is one declarative `TaskSpec`; adding a task is one entry.
+
+A spec says what the task is and where its data lives (normalized folder, Hugging Face hub id and
+config, which converter reads the hub schema); `fem_cli.tasks.sources` does the loading. A spec
+with `subsets` also answers to `<name>:<subset>` (e.g. one MMLU subject).
+
+    get_task("mmlu:abstract_algebra").hub_config  # -> "abstract_algebra"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+from fem_cli.config import did_you_mean
+from fem_cli.errors import FemError
+from fem_cli.records import Question
+from fem_cli.tasks import arith
+
+MMLU_SUBJECTS: tuple[str, ...] = (
+    "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge",
+    "college_biology", "college_chemistry", "college_computer_science", "college_mathematics",
+    "college_medicine", "college_physics", "computer_security", "conceptual_physics",
+    "econometrics", "electrical_engineering", "elementary_mathematics", "formal_logic",
+    "global_facts", "high_school_biology", "high_school_chemistry",
+    "high_school_computer_science", "high_school_european_history", "high_school_geography",
+    "high_school_government_and_politics", "high_school_macroeconomics",
+    "high_school_mathematics", "high_school_microeconomics", "high_school_physics",
+    "high_school_psychology", "high_school_statistics", "high_school_us_history",
+    "high_school_world_history", "human_aging", "human_sexuality", "international_law",
+    "jurisprudence", "logical_fallacies", "machine_learning", "management", "marketing",
+    "medical_genetics", "miscellaneous", "moral_disputes", "moral_scenarios", "nutrition",
+    "philosophy", "prehistory", "professional_accounting", "professional_law",
+    "professional_medicine", "professional_psychology", "public_relations", "security_studies",
+    "sociology", "us_foreign_policy", "virology", "world_religions",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """One benchmark: its splits, provenance and the converter for its hub schema."""
+
+    name: str
+    description: str
+    splits: tuple[str, ...]
+    licence: str
+    hub_id: str
+    hub_config: str
+    # A key of `fem_cli.tasks.converters.CONVERTERS`: how hub rows become Questions.
+    converter: str
+    # Rows per split, where known (shown by `fem tasks`; not enforced on load).
+    counts: Mapping[str, int] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    # Accepted as `<name>:<subset>`; each subset is a hub config and a `subject` of the rows.
+    subsets: tuple[str, ...] = ()
+    # Set on a subset spec: only rows with this subject are kept.
+    subject: str | None = None
+    # Built-in tasks made by code instead of read from files: split -> questions.
+    generator: Callable[[str], list[Question]] | None = None
+
+    @property
+    def where(self) -> str:
+        """Where the data comes from, in words (for `fem tasks`)."""
+        return "built in (generated, offline)" if self.generator else f"{self.hub_id} ({self.hub_config})"
+
+    @property
+    def folder(self) -> str:
+        """The folder of the normalized layout (a subset reads its parent's files)."""
+        return self.name.partition(":")[0]
+
+    def subset(self, subset: str) -> "TaskSpec":
+        if subset not in self.subsets:
+            raise FemError(
+                f"unknown {self.name} subset {subset!r}{did_you_mean(subset, list(self.subsets))}; "
+                f"`fem tasks` lists the tasks"
+            )
+        return dataclasses.replace(
+            self,
+            name=f"{self.name}:{subset}",
+            description=f"{self.description}, subject {subset} only",
+            hub_config=subset,
+            counts=MappingProxyType({}),
+            subsets=(),
+            subject=subset,
+        )
+
+
+_ARC_SPLITS = ("train", "validation", "test")
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        TaskSpec(
+            name="arc_easy",
+            description="AI2 Reasoning Challenge, Easy set: grade-school science questions",
+            splits=_ARC_SPLITS,
+            counts=MappingProxyType({"train": 2251, "validation": 570, "test": 2376}),
+            licence="CC BY-SA 4.0",
+            hub_id="allenai/ai2_arc",
+            hub_config="ARC-Easy",
+            converter="ai2_arc",
+        ),
+        TaskSpec(
+            name="arc_challenge",
+            description="AI2 Reasoning Challenge, Challenge set: questions simple baselines get wrong",
+            splits=_ARC_SPLITS,
+            counts=MappingProxyType({"train": 1119, "validation": 299, "test": 1172}),
+            licence="CC BY-SA 4.0",
+            hub_id="allenai/ai2_arc",
+            hub_config="ARC-Challenge",
+            converter="ai2_arc",
+        ),
+        TaskSpec(
+            name="openbookqa",
+            description="OpenBookQA (main): elementary science questions needing one fact and common sense",
+            splits=("train", "validation", "test"),
+            counts=MappingProxyType({"train": 4957, "validation": 500, "test": 500}),
+            licence="Apache-2.0",
+            hub_id="allenai/openbookqa",
+            hub_config="main",
+            converter="openbookqa",
+        ),
+        TaskSpec(
+            name="mmlu",
+            description="MMLU: 57 subjects from elementary mathematics to law",
+            splits=("dev", "validation", "test"),
+            counts=MappingProxyType({"dev": 285, "validation": 1531, "test": 14042}),
+            licence="MIT",
+            hub_id="cais/mmlu",
+            hub_config="all",
+            converter="mmlu",
+            subsets=MMLU_SUBJECTS,
+        ),
+        TaskSpec(
+            name="arith",
+            description="Multi-step arithmetic word problems, generated (the offline default; see fem_cli/tasks/arith.py)",
+            splits=tuple(arith.SPLIT_SIZES),
+            counts=MappingProxyType(dict(arith.SPLIT_SIZES)),
+            licence="Apache-2.0 (fem)",
+            hub_id="",
+            hub_config="",
+            converter="normalized",
+            generator=arith.generate,
+        ),
+    )
+}
+
+
+def list_tasks() -> list[TaskSpec]:
+    return list(TASKS.values())
+
+
+def get_task(name: str) -> TaskSpec:
+    """The spec for `name` or `name:subset`; FemError with a did-you-mean otherwise."""
+    base, colon, subset = name.partition(":")
+    spec = TASKS.get(base)
+    if spec is None:
+        raise FemError(f"unknown task {name!r}{did_you_mean(base, list(TASKS))}; `fem tasks` lists the tasks")
+    if not colon:
+        return spec
+    if not spec.subsets:
+        raise FemError(f"task {base!r} has no subsets, so {name!r} is not a task")
+    return spec.subset(subset)
