@@ -4,7 +4,10 @@ Both fine-tune the same model on the same ARC-Easy examples (the project's promp
 synthetic rationale and an "Answer: X" line) with completion-only loss, the same batch size,
 learning rate, epochs, precision and seed. Throughput is non-padding tokens of one pass over the
 examples x epochs, divided by the Trainer's train_runtime (model loading and tokenization excluded).
-TRL is a bench-only dependency: `.venv/bin/pip install trl` (with the project's constraints file).
+fem sends only completion positions through the LM head and groups batches by length; on CPU,
+TRL 1.16 scores every position in chunks (its compact path needs Triton), so the gap is wider
+there than on a GPU. TRL is a bench-only dependency: `.venv/bin/pip install trl -c constraints.txt`
+(a constraints file pinning your torch, so pip keeps it).
 
     .venv/bin/python bench/finetune_throughput.py            # SmolLM2-135M (`fem models prepare smollm2`)
     .venv/bin/python bench/finetune_throughput.py --tiny     # a 2-layer model: checks the bench in seconds
@@ -22,7 +25,7 @@ from fem_cli.models import load_tokenizer, resolve_model
 from fem_cli.prompts import PromptTemplate, build_messages
 from fem_cli.records import Question, TrainExample
 from fem_cli.train.config import FinetuneConfig
-from fem_cli.train.finetune import MARKER, run_finetune
+from fem_cli.train.finetune import MARKER, has_accelerator, run_finetune
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,8 +84,6 @@ def run_trl(model: str, examples: list[TrainExample], out: Path, args: argparse.
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
 
-    from fem_cli.train.finetune import _has_accelerator
-
     dataset = Dataset.from_list([
         {"prompt": [m.model_dump() for m in e.prompt], "completion": [{"role": "assistant", "content": e.completion}]}
         for e in examples
@@ -91,7 +92,7 @@ def run_trl(model: str, examples: list[TrainExample], out: Path, args: argparse.
         output_dir=str(out), num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate, max_length=args.max_length, seed=args.seed, bf16=args.bf16,
         completion_only_loss=True, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-        use_cpu=not _has_accelerator(), dataloader_pin_memory=_has_accelerator(),
+        use_cpu=not has_accelerator(), dataloader_pin_memory=has_accelerator(),
     )
     tokenizer = load_tokenizer(model)
     trainer = SFTTrainer(

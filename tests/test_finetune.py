@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.util
-import inspect
 import json
 import math
 import os
@@ -27,7 +26,7 @@ from fem_cli.errors import FemError
 from fem_cli.jsonl import write_jsonl
 from fem_cli.models import load_model, load_tokenizer, prepared_folder, resolve_model
 from fem_cli.prompts import PromptTemplate, build_messages, render
-from fem_cli.records import Message, Question, TrainExample
+from fem_cli.records import Question, TrainExample
 from fem_cli.train.config import FinetuneConfig
 from fem_cli.train.data import IGNORE_INDEX, CompletionCollator, tokenize_example, tokenize_examples
 from fem_cli.train.finetune import MARKER, completion_only_loss, run_finetune
@@ -63,6 +62,16 @@ def make_examples(count: int, rationale_repeats: int = 1) -> list[TrainExample]:
             )
         )
     return examples
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # The tiny model's ops are too small to split; on shared cores, OpenMP threads waiting for
+    # each other made each run 3 to 30 times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -162,22 +171,10 @@ def test_completion_only_loss_equals_the_models_own_loss(tiny_model: Path, tiny_
 
 # --- end to end through the CLI -----------------------------------------------------------------
 
-def test_help_ends_with_an_example() -> None:
-    result = finetune("--help")
-    assert result.exit_code == 0
-    assert "Example: fem finetune" in result.output
-
-
-def test_every_config_field_has_an_option() -> None:
-    command = next(c for c in app.registered_commands if c.name == "finetune")
-    parameters = set(inspect.signature(command.callback).parameters) - {"config"}
-    assert parameters == {f.name for f in dataclasses.fields(FinetuneConfig)}
-
-
 def test_full_finetune(tiny_model: Path, train_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "ckpt"
     result = finetune("--model", str(tiny_model), "--train", str(train_file), "--out", str(out),
-                      "--lr", "1e-3", "--batch-size", "4", "--seed", "3")
+                      "--learning-rate", "1e-3", "--batch-size", "4", "--seed", "3")
     assert result.exit_code == 0, result.output
     record = read_record(out)
     assert record["counts"]["examples_read"] == record["counts"]["kept"] == 16
@@ -201,7 +198,7 @@ def test_full_finetune(tiny_model: Path, train_file: Path, tmp_path: Path) -> No
 def test_lora_finetune(tiny_model: Path, train_file: Path, tmp_path: Path, merge: bool) -> None:
     out = tmp_path / "lora"
     result = finetune("--model", str(tiny_model), "--train", str(train_file), "--out", str(out),
-                      "--lora-r", "4", "--lr", "1e-3", "--batch-size", "8", "--merge" if merge else "--no-merge")
+                      "--lora-r", "4", "--learning-rate", "1e-3", "--batch-size", "8", "--merge" if merge else "--no-merge")
     assert result.exit_code == 0, result.output
     record = read_record(out)
     assert record["model"]["saved"] == ("lora-merged" if merge else "lora-adapter")
@@ -215,9 +212,17 @@ def test_lora_finetune(tiny_model: Path, train_file: Path, tmp_path: Path, merge
     generates(out)
 
 
+def test_bf16_mixed_precision_keeps_fp32_weights(tiny_model: Path, train_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ckpt"
+    result = finetune("--model", str(tiny_model), "--train", str(train_file), "--out", str(out), "--precision", "bf16")
+    assert result.exit_code == 0, result.output
+    assert all(math.isfinite(entry["loss"]) for entry in read_record(out)["training"]["losses"])
+    assert json.loads((out / "config.json").read_text())["dtype"] == "float32"
+
+
 def test_continue_from_an_adapter_keeps_training_it(tiny_model: Path, train_file: Path, tmp_path: Path) -> None:
     first, second = tmp_path / "it1", tmp_path / "it2"
-    common = ["--train", str(train_file), "--lora-r", "4", "--lr", "1e-3", "--batch-size", "8"]
+    common = ["--train", str(train_file), "--lora-r", "4", "--learning-rate", "1e-3", "--batch-size", "8"]
     assert finetune("--model", str(tiny_model), "--out", str(first), *common).exit_code == 0
     result = finetune("--model", str(first), "--out", str(second), "--init", "continue", *common)
     assert result.exit_code == 0, result.output
@@ -262,7 +267,7 @@ def test_malformed_line_names_file_and_line(tiny_model: Path, train_file: Path, 
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--lr", "0"], "learning_rate must be > 0"),
+        (["--learning-rate", "0"], "learning_rate must be > 0"),
         (["--precision", "fp16"], "'fp16' is not one of fp32, bf16"),
         (["--init", "warm"], "'warm' is not one of base, continue"),
         (["--warmup-ratio", "1.5"], "warmup_ratio must be in [0, 1)"),
@@ -331,7 +336,7 @@ def test_torchrun_two_processes(tiny_model: Path, tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "fem_cli", "finetune", "--model", str(tiny_model), "--train", str(path), "--out", str(out),
-        "--epochs", "6", "--batch-size", "2", "--lr", "1e-2",
+        "--epochs", "6", "--batch-size", "2", "--learning-rate", "1e-2",
     ]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

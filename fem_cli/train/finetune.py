@@ -192,12 +192,13 @@ def _training_arguments(cfg: FinetuneConfig, output_dir: Path) -> TrainingArgume
         disable_tqdm=True,
         # Accelerate sets up gloo DDP only when told it runs on CPU; otherwise torchrun on a
         # machine without an accelerator would start N independent runs.
-        use_cpu=not _has_accelerator(),
-        dataloader_pin_memory=_has_accelerator(),
+        use_cpu=not has_accelerator(),
+        dataloader_pin_memory=has_accelerator(),
     )
 
 
-def _has_accelerator() -> bool:
+def has_accelerator() -> bool:
+    """Whether torch sees a GPU (or another accelerator) to train on."""
     accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6; CUDA only before
     return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
 
