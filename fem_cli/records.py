@@ -116,7 +116,13 @@ class EvalRecord(Record):
     prediction: Optional[str]
     gold: str
     correct: bool
-    # generative: share of votes for the prediction; loglik: softmax probability of the prediction.
+    # generative: the label probability of the prediction at the answer position (hf backend;
+    # the vote share on vLLM); loglik: softmax probability of the prediction. 0 when unparsed.
     confidence: Optional[float] = None
     loglik: Optional[list[float]] = None
     subject: Optional[str] = None
+    # generative: normalized probability of each label at the answer position, averaged over the
+    # samples that voted for the prediction (None: unparsed answer, or the vLLM backend).
+    label_probs: Optional[list[float]] = None
+    # generative: share of the samples that voted for the prediction (1 or 0 for one sample).
+    vote_share: Optional[float] = None

@@ -20,12 +20,13 @@ from fem_cli.config import option
 from fem_cli.errors import FemError
 from fem_cli.jsonl import write_json, write_jsonl
 from fem_cli.models import resolve_model
-from fem_cli.prompts import PromptTemplate
+from fem_cli.prompts import PromptTemplate, check_style
 from fem_cli.provenance import provenance
 from fem_cli.records import GenerationSettings, Question
 from fem_cli.samplers import SamplerOptions, get_sampler
 from fem_cli.samplers.base import Proposal
-from fem_cli.tasks import load_questions
+from fem_cli.tasks import load_questions, task_prompt_style
+from fem_cli.tasks.swap import swap_augment
 
 
 @dataclasses.dataclass
@@ -52,6 +53,8 @@ class SampleConfig:
     max_model_len: int = option(2048, "vllm backend: longest prompt + completion.")
     trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you ask).")
     out: str = option("samples.jsonl", "Output JSONL of samples; statistics go to <out>.summary.json.")
+    swap_augment: bool = option(False, "Two-choice (judge) tasks: sample each pair in both orders (the copy's id is <id>~swap, choices reversed, answer flipped).")
+    prompt_style: str = option("auto", "Prompt style: choice (lettered choices) or judge (which of two responses is better); auto: the task's own (files: choice).")
     prompt: PromptTemplate = option(PromptTemplate(), "Prompt template (recipe only).")
 
     def __post_init__(self) -> None:
@@ -66,6 +69,7 @@ class SampleConfig:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         parse_shard(self.shard)
+        check_style(self.prompt_style)
         get_sampler(self.sampler)
         choose_backend(self.backend)
         SamplingSettings(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens)
@@ -97,7 +101,13 @@ def run_sample(
     questions: list[Question] = loaded.questions[index::count]
     if not questions:
         raise FemError(f"shard {cfg.shard} of {loaded.task} ({len(loaded.questions)} questions) is empty")
-    on_status(f"questions: {len(questions)} from {loaded.source}" + (f" (shard {cfg.shard})" if count > 1 else ""))
+    if cfg.swap_augment:  # after sharding, so both orders of a pair land in the same shard
+        questions = swap_augment(questions)
+    style = task_prompt_style(cfg.task, cfg.prompt_style)
+    on_status(
+        f"questions: {len(questions)} from {loaded.source}" + (f" (shard {cfg.shard})" if count > 1 else "")
+        + (" (each pair in both orders)" if cfg.swap_augment else "") + f"; prompt style {style}"
+    )
     model = resolve_model(cfg.model)
     backend_name, why = choose_backend(cfg.backend)
     on_status(f"backend: {backend_name} ({why}); model: {cfg.model} -> {model.path}")
@@ -114,6 +124,7 @@ def run_sample(
         backend=backend,
         settings=SamplingSettings(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens),
         template=cfg.prompt,
+        style=style,
         sampler=sampler.name,
         model=cfg.model,
         seed=cfg.seed,
@@ -138,6 +149,8 @@ def run_sample(
             "source": loaded.source,
             "split": cfg.split,
             "shard": cfg.shard,
+            "prompt_style": style,
+            "swap_augment": cfg.swap_augment,
             "questions": len(questions),
             "samples": len(samples),
             "backend": backend_name,

@@ -53,7 +53,7 @@ def test_defaults_then_recipe_then_flags(tmp_path):
     recipe.write_text("task: arith\nnum_samples: 2\ntemperature: 0.5\nprompt:\n  worked_example: false\n")
     cfg = build_config(SampleConfig, recipe=recipe, overrides={"temperature": 0.9, "seed": None})
     assert (cfg.task, cfg.num_samples, cfg.temperature, cfg.seed) == ("arith", 2, 0.9, 0)
-    assert cfg.prompt.worked_example is False and cfg.prompt.instruction  # other prompt fields keep defaults
+    assert cfg.prompt.worked_example is False and cfg.prompt.instruction is None  # others keep defaults (the style's)
 
 
 def test_include_merges_sections_key_by_key(tmp_path):

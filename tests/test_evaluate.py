@@ -109,7 +109,7 @@ def test_majority_vote_is_deterministic(tiny_model: Path, questions_file: Path, 
     records = read_jsonl(runs[0] / "questions.jsonl", EvalRecord)
     assert all(len(r.outputs) == 3 and len(r.extracted) == 3 for r in records)
     for record in records:
-        assert (record.prediction, record.confidence) == majority_vote(record.extracted)
+        assert (record.prediction, record.vote_share) == majority_vote(record.extracted)
     # Sampled at temperature 0.7 from a random model: the three draws are not all identical.
     assert any(len(set(r.outputs)) > 1 for r in records)
     answers = [a for r in records for a in r.extracted]

@@ -17,8 +17,10 @@ from rich.rule import Rule
 from rich.text import Text
 
 from fem_cli.cli.main import app
-from fem_cli.prompts import PromptTemplate, build_messages, render
-from fem_cli.tasks import load_questions
+from fem_cli.errors import FemError
+from fem_cli.prompts import PROMPT_STYLES, PromptTemplate, build_messages, render
+from fem_cli.tasks import load_questions, task_prompt_style
+from fem_cli.tasks.swap import swap_augment
 
 data_app = typer.Typer(help="Inspect task data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -39,9 +41,17 @@ def show_command(
     seed: Annotated[int, typer.Option(help="Seed of --shuffle.")] = 0,
     hint: Annotated[bool, typer.Option(help="Show the hinted prompt (STaR rationalization, PPS).")] = False,
     model: Annotated[Optional[str], typer.Option(help="Also show the text after this model's chat template.")] = None,
+    prompt_style: Annotated[
+        str, typer.Option(help="Prompt style: choice or judge; auto: the task's own (files: choice).")
+    ] = "auto",
+    swap_augment: Annotated[bool, typer.Option(help="Also show each two-choice question with its choices swapped (id <id>~swap).")] = False,
 ) -> None:
     """Print questions as prompted: source, chat messages, and the rendered text with --model."""
+    if prompt_style not in PROMPT_STYLES:
+        raise FemError(f"unknown prompt style {prompt_style!r}; choose from {', '.join(PROMPT_STYLES)}")
     loaded = load_questions(task, split, data_dir=data_dir, limit=count, shuffle=shuffle, seed=seed)
+    style = task_prompt_style(task, prompt_style)
+    questions = swap_augment(loaded.questions) if swap_augment else loaded.questions
     tokenizer = None
     if model is not None:
         from fem_cli.models import load_tokenizer  # lazy: pulls in transformers
@@ -54,10 +64,10 @@ def show_command(
         # rich from inserting line breaks, so the text is exactly what the model gets.
         console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-    say(f"source: {loaded.source}")
-    for question in loaded.questions:
+    say(f"source: {loaded.source}; prompt style: {style}")
+    for question in questions:
         console.print(Rule(Text(f"{loaded.task} {question.id} (answer {question.answer})"), style="cyan"))
-        messages = build_messages(question, PromptTemplate(), hint=hint)
+        messages = build_messages(question, PromptTemplate(), hint=hint, style=style)
         for message in messages:
             say(f"[{message.role}]")
             say(message.content)

@@ -1,4 +1,4 @@
-"""`fem evaluate`: accuracy on multiple-choice benchmarks (see fem_cli.evaluation)."""
+"""`fem evaluate`: accuracy and calibration on multiple-choice and judge benchmarks (see fem_cli.evaluation)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ EXAMPLES = """Examples:
   fem evaluate --model runs/it2/ckpt --task arc_easy --num-samples 5 --out eval/it2-vote
 
   fem evaluate --model qwen --task mmlu --protocol loglik --batch-size 32 --out eval/qwen-mmlu
+
+  fem evaluate --model smollm2 --task judge_pairs --data-dir ../shared/data --limit 50 --swap-augment --out eval/judge
 """
 
 
@@ -31,10 +33,17 @@ def _optional(value: float | None, pattern: str) -> str:
     return "-" if value is None else format(value, pattern)
 
 
+def _consistency(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return "-"
+    return f"{entry['value']:.1%} ({entry['consistent']}/{entry['both_parsed']} pairs)"
+
+
 @config_command(app, EvaluateConfig, name="evaluate", epilog=EXAMPLES)
 def evaluate(cfg: EvaluateConfig) -> None:
     """Evaluate a model (alias, folder, LoRA adapter, hub id) on tasks: generative answers or
-    lm-eval's log-likelihood protocol; writes results.json and per-question JSONL to --out."""
+    lm-eval's log-likelihood protocol, with accuracy and calibration (ECE, Brier, reliability
+    diagram); writes results.json, per-question JSONL and PNGs to --out."""
     console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
@@ -49,15 +58,22 @@ def evaluate(cfg: EvaluateConfig) -> None:
         out = run_evaluate(cfg, on_status=lambda line: console.print(line), progress=progress)
     results = json.loads((out / RESULTS_FILE).read_text())
     table = Table(title=f"fem evaluate {results['model']} ({results['split']}) -> {out}")
-    for column in ("task", "protocol", "n", "accuracy [95% CI]", "acc_norm", "parse failures", "mean tokens", "seconds"):
+    columns = ["task", "protocol", "n", "accuracy [95% CI]", "acc_norm", "ECE", "Brier", "parse failures", "mean tokens"]
+    swapped = any("position_consistency" in summary["metrics"] for summary in results["tasks"].values())
+    columns += ["position consistency"] if swapped else []
+    for column in (*columns, "seconds"):
         table.add_column(column, justify="left" if column in ("task", "protocol") else "right")
     subject_tables = []
     for task, summary in results["tasks"].items():
         metrics = summary["metrics"]
+        calibration = metrics.get("calibration", {})
+        consistency = metrics.get("position_consistency")
         table.add_row(
             task, results["protocol"], str(summary["questions"]), _accuracy(metrics["accuracy"]),
             _accuracy(metrics["acc_norm"]) if "acc_norm" in metrics else "-",
+            _optional(calibration.get("ece"), ".3f"), _optional(calibration.get("brier"), ".3f"),
             _optional(metrics.get("parse_failure_rate"), ".1%"), _optional(metrics.get("mean_rationale_tokens"), ".1f"),
+            *([_consistency(consistency)] if swapped else []),
             f"{summary['wall_seconds']:.1f}",
         )
         if "subjects" in metrics:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from fem_cli.config import did_you_mean, option
-from fem_cli.prompts import PromptTemplate
+from fem_cli.prompts import PromptTemplate, check_style
 from fem_cli.tasks import get_task
 from fem_cli.tasks.registry import TASKS
 
@@ -41,6 +41,8 @@ class EvaluateConfig:
     trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you ask).")
     bootstrap_resamples: int = option(1000, "Resamples of the 95 % percentile bootstrap interval of accuracy.")
     out: str = option("eval", "Output folder: results.json and one <task>.jsonl of per-question records.")
+    swap_augment: bool = option(False, "Two-choice (judge) tasks: evaluate each pair in both orders (ids <id>~swap) and report position consistency.")
+    prompt_style: str = option("auto", "generative: prompt style, choice or judge; auto: each task's own (files: choice).")
     prompt: PromptTemplate = option(PromptTemplate(), "generative: prompt template, as in training (recipe only).")
 
     def __post_init__(self) -> None:
@@ -51,6 +53,7 @@ class EvaluateConfig:
         stems = [task_file_stem(name) for name in self.tasks]
         if len(set(stems)) != len(stems):
             raise ValueError(f"task: two tasks would share an output file in {self.task!r}")
+        check_style(self.prompt_style)
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}{did_you_mean(self.protocol, list(PROTOCOLS))}; choose from {', '.join(PROTOCOLS)}")
         if self.num_samples < 1:

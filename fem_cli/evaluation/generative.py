@@ -1,15 +1,18 @@
 """The `generative` protocol: the model writes a rationale and a final `Answer: X`, as in training.
 
-Each question is put with the training prompt (`build_messages(q, template, hint=False)`), answered
-greedily once or sampled k times with a majority vote over the parsed answers (`extract_answer`).
-A question whose answers all fail to parse is wrong.
+Each question is put with the training prompt (`build_messages(q, template, hint=False)`, in the
+task's prompt style), answered greedily once or sampled k times with a majority vote over the
+parsed answers (`extract_answer`). A question whose answers all fail to parse is wrong, with
+confidence 0. Confidence is the normalized probability of the predicted label at the answer
+position (`label_probs`, hf backend; averaged over the samples that voted for it), else the vote
+share (vLLM).
 
     fem evaluate --model runs/it2/ckpt --task arc_challenge --num-samples 5 --out eval/it2
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from fem_cli.answers import extract_answer
 from fem_cli.backends import BackendOptions, create_backend
@@ -20,6 +23,9 @@ from fem_cli.models import ResolvedModel, load_tokenizer
 from fem_cli.prompts import PromptTemplate, build_messages, render
 from fem_cli.records import EvalRecord, Question
 from fem_cli.seeding import derive_seed
+
+LABEL_PROBABILITY = "label_probability"
+VOTE_SHARE = "vote_share"
 
 
 class GenerativeEvaluator:
@@ -33,6 +39,8 @@ class GenerativeEvaluator:
         template: PromptTemplate,
         seed: int,
         resamples: int,
+        styles: Mapping[str, str] | None = None,
+        batch_size: int = 8,
     ) -> None:
         self.backend = backend
         self.tokenizer = tokenizer  # renders the prompt text stored in each record
@@ -40,6 +48,15 @@ class GenerativeEvaluator:
         self.template = template
         self.seed = seed
         self.resamples = resamples
+        self.styles = dict(styles or {})  # task -> prompt style (default: choice)
+        self.label_scorer: Optional[Any] = None
+        model = getattr(backend, "model", None)
+        if model is not None:  # the hf backend: its model can read label probabilities
+            from fem_cli.evaluation.label_probs import LabelProbabilityScorer  # lazy: imports torch
+
+            self.label_scorer = LabelProbabilityScorer(model, backend.tokenizer, batch_size)  # type: ignore[attr-defined]
+        # Which confidence the records carry (results.json says it with the calibration).
+        self.confidence_source = LABEL_PROBABILITY if self.label_scorer is not None else VOTE_SHARE
         self.settings: dict[str, Any] = {
             "engine": backend.name,
             "num_samples": settings.n,
@@ -48,7 +65,7 @@ class GenerativeEvaluator:
         }
 
     @classmethod
-    def from_config(cls, cfg: EvaluateConfig, model: ResolvedModel) -> "GenerativeEvaluator":
+    def from_config(cls, cfg: EvaluateConfig, model: ResolvedModel, styles: Mapping[str, str] | None = None) -> "GenerativeEvaluator":
         backend, _ = create_backend(
             cfg.backend,
             model,
@@ -60,31 +77,57 @@ class GenerativeEvaluator:
         )
         settings = SamplingSettings(n=cfg.num_samples, temperature=cfg.sampling_temperature, max_new_tokens=cfg.max_new_tokens)
         tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
-        return cls(backend, tokenizer, settings, cfg.prompt, cfg.seed, cfg.bootstrap_resamples)
+        return cls(backend, tokenizer, settings, cfg.prompt, cfg.seed, cfg.bootstrap_resamples, styles, cfg.batch_size)
 
     def evaluate(
         self, task: str, questions: Sequence[Question], on_progress: Callable[[int], None] | None = None
     ) -> tuple[list[EvalRecord], dict[str, Any]]:
-        messages = [build_messages(question, self.template, hint=False) for question in questions]
+        style = self.styles.get(task, "choice")
+        messages = [build_messages(question, self.template, hint=False, style=style) for question in questions]
         requests = [
             GenerationRequest(messages=m, seed=derive_seed(self.seed, task, q.id)) for q, m in zip(questions, messages)
         ]
         report = (lambda done, _tokens: on_progress(done)) if on_progress else None
         completions = self.backend.generate(requests, self.sampling, on_progress=report)
+        prompts = [render(self.tokenizer, prompt) for prompt in messages]
+        distributions = self._label_distributions(questions, prompts, completions)
         records, token_counts = [], []
-        for question, prompt, samples in zip(questions, messages, completions):
+        for question, prompt, samples, sample_probs in zip(questions, prompts, completions, distributions):
             extracted = [extract_answer(sample.text, question.labels, question.choices) for sample in samples]
             prediction, share = majority_vote(extracted)
+            label_probs = _mean_distribution([p for p, a in zip(sample_probs, extracted) if a == prediction and p])
+            if prediction is None:
+                label_probs, confidence = None, 0.0
+            elif label_probs is not None:
+                confidence = label_probs[question.labels.index(prediction)]
+            else:  # vLLM, or labels sharing a first token: the vote share is all there is
+                confidence = share
             records.append(
                 EvalRecord(
                     task=task, question_id=question.id, protocol="generative",
-                    prompt=render(self.tokenizer, prompt), outputs=[sample.text for sample in samples],
+                    prompt=prompt, outputs=[sample.text for sample in samples],
                     extracted=extracted, prediction=prediction, gold=question.answer,
-                    correct=prediction == question.answer, confidence=share, subject=question.subject,
+                    correct=prediction == question.answer, confidence=confidence, subject=question.subject,
+                    label_probs=label_probs, vote_share=share,
                 )
             )
             token_counts.extend(sample.num_tokens for sample in samples)
         return records, self.summarize(records, token_counts)
+
+    def _label_distributions(
+        self, questions: Sequence[Question], prompts: Sequence[str], completions: Sequence[Sequence[Any]]
+    ) -> list[list[Optional[list[float]]]]:
+        """Per question, per sample: the label distribution at its answer position (None each
+        without a scorer)."""
+        if self.label_scorer is None:
+            return [[None] * len(samples) for samples in completions]
+        items = [
+            (prompt, sample.text, question.labels)
+            for question, prompt, samples in zip(questions, prompts, completions)
+            for sample in samples
+        ]
+        flat = iter(self.label_scorer.score(items))
+        return [[next(flat) for _ in samples] for samples in completions]
 
     def summarize(self, records: Sequence[EvalRecord], token_counts: Sequence[int]) -> dict[str, Any]:
         """Accuracy [95 % CI], share of samples without a parseable answer, mean generated tokens
@@ -101,3 +144,9 @@ class GenerativeEvaluator:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _mean_distribution(distributions: Sequence[Sequence[float]]) -> Optional[list[float]]:
+    if not distributions:
+        return None
+    return [sum(column) / len(distributions) for column in zip(*distributions)]

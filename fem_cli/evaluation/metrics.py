@@ -1,4 +1,5 @@
-"""Scores of an evaluation: accuracy with a bootstrap interval, majority vote, per-subject averages.
+"""Scores of an evaluation: accuracy with a bootstrap interval, majority vote, per-subject averages,
+calibration (ECE, Brier, reliability bins) and a judge's position consistency.
 
 Pure functions over plain lists, shared by both protocols and easy to check by hand.
 
@@ -11,10 +12,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any, Optional, Sequence
 
+import math
+
 import numpy as np
 
 BOOTSTRAP_RESAMPLES = 1000
 CONFIDENCE_LEVEL = 0.95
+CALIBRATION_BINS = 15
 
 
 def accuracy(correct: Sequence[bool]) -> float:
@@ -66,3 +70,85 @@ def subject_breakdown(correct: Sequence[bool], subjects: Sequence[Optional[str]]
         "macro_accuracy": sum(entry["accuracy"] for entry in per_subject.values()) / len(per_subject),
         "micro_accuracy": accuracy(correct),
     }
+
+
+def position_consistency(pairs: Sequence[tuple[Optional[int], Optional[int]]]) -> dict[str, Any]:
+    """Position bias of a judge over pairs shown in both orders. Each pair holds the position
+    (0 = first shown) of the verdict in the original and in the swapped order, None if unparsed.
+    Both verdicts pick the same underlying response when the positions differ (the order was
+    reversed). `value` = consistent / pairs where both verdicts parse (0 when none do);
+    `first_position_rate` = share of parsed verdicts that chose whichever response came first."""
+    both = [(first, second) for first, second in pairs if first is not None and second is not None]
+    consistent = sum(first != second for first, second in both)
+    positions = [position for pair in pairs for position in pair if position is not None]
+    return {
+        "value": consistent / len(both) if both else 0.0,
+        "pairs": len(pairs),
+        "both_parsed": len(both),
+        "consistent": consistent,
+        "first_position_rate": positions.count(0) / len(positions) if positions else 0.0,
+    }
+
+
+def reliability_bins(confidences: Sequence[float], correct: Sequence[bool], bins: int = CALIBRATION_BINS) -> dict[str, list]:
+    """Equal-width bins (0, 1/B], (1/B, 2/B], ..., ((B-1)/B, 1] (confidence 0 goes to the first):
+    per bin the count, the accuracy and the mean confidence (None for an empty bin)."""
+    members: list[list[int]] = [[] for _ in range(bins)]
+    for index, confidence in enumerate(confidences):
+        # The tolerance keeps an exact edge such as 2/15 in the bin it closes despite rounding.
+        members[min(max(math.ceil(confidence * bins - 1e-9) - 1, 0), bins - 1)].append(index)
+    return {
+        "edges": [b / bins for b in range(bins + 1)],
+        "counts": [len(m) for m in members],
+        "accuracy": [sum(correct[i] for i in m) / len(m) if m else None for m in members],
+        "confidence": [sum(confidences[i] for i in m) / len(m) if m else None for m in members],
+    }
+
+
+def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], bins: int = CALIBRATION_BINS) -> float:
+    """ECE = sum over bins b of (n_b / N) * |accuracy_b - mean confidence_b|."""
+    table = reliability_bins(confidences, correct, bins)
+    total = len(confidences)
+    return sum(
+        count / total * abs(accuracy - confidence)
+        for count, accuracy, confidence in zip(table["counts"], table["accuracy"], table["confidence"])
+        if count
+    )
+
+
+def brier_score(confidences: Sequence[float], correct: Sequence[bool]) -> float:
+    """Binary Brier score of the chosen answer: mean of (confidence - 1[correct])^2."""
+    return sum((c - float(ok)) ** 2 for c, ok in zip(confidences, correct)) / len(confidences) if confidences else 0.0
+
+
+def multiclass_brier_score(distributions: Sequence[Optional[Sequence[float]]], gold: Sequence[int]) -> float:
+    """Brier score over the label distribution: mean over questions of sum_j (p_j - 1[j = gold])^2;
+    a question without a distribution (no parseable answer) counts as all-zero probabilities."""
+    total = 0.0
+    for distribution, answer in zip(distributions, gold):
+        if distribution is None:
+            total += 1.0
+            continue
+        total += sum((p - float(j == answer)) ** 2 for j, p in enumerate(distribution))
+    return total / len(gold) if gold else 0.0
+
+
+def calibration_summary(
+    confidences: Sequence[float],
+    correct: Sequence[bool],
+    source: str,
+    distributions: Optional[Sequence[Optional[Sequence[float]]]] = None,
+    gold: Optional[Sequence[int]] = None,
+) -> dict[str, Any]:
+    """ECE (15 bins), binary Brier, the bins, which confidence was used (`source`), and the
+    multi-class Brier when label distributions are given."""
+    summary: dict[str, Any] = {
+        "confidence": source,
+        "ece": expected_calibration_error(confidences, correct),
+        "brier": brier_score(confidences, correct),
+        "mean_confidence": sum(confidences) / len(confidences) if confidences else 0.0,
+        "bins": reliability_bins(confidences, correct),
+    }
+    if distributions is not None and gold is not None:
+        summary["brier_multiclass"] = multiclass_brier_score(distributions, gold)
+    return summary

@@ -1,27 +1,37 @@
 """`run_evaluate(cfg)`: evaluate one model on one or more tasks and write the results folder.
 
     cfg.out/
-      <task>.jsonl   one EvalRecord per question (prompt, outputs, answers, prediction, gold, ...)
-      results.json   metrics per task with 95 % bootstrap intervals, counts, timings, provenance;
-                     written last, so a folder without it is an unfinished run
+      <task>.jsonl            one EvalRecord per question (prompt, outputs, answers, prediction, gold, ...)
+      <task>.reliability.png  the task's reliability diagram (accuracy against confidence, 15 bins)
+      results.json            metrics per task with 95 % bootstrap intervals, calibration (ECE, Brier),
+                              position consistency under --swap-augment, counts, timings, provenance;
+                              written last, so a folder without it is an unfinished run
 
     run_evaluate(EvaluateConfig(model="smollm2", task="arc_easy", limit=50, out="eval/base"))
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from fem_cli.errors import FemError
 from fem_cli.evaluation.config import EvaluateConfig, task_file_stem
-from fem_cli.evaluation.generative import GenerativeEvaluator
+from fem_cli.evaluation.generative import VOTE_SHARE, GenerativeEvaluator
+from fem_cli.evaluation.metrics import calibration_summary, position_consistency
+from fem_cli.evaluation.reliability import write_reliability_diagram
 from fem_cli.jsonl import write_json, write_jsonl
 from fem_cli.models import ResolvedModel, resolve_model
 from fem_cli.provenance import provenance
 from fem_cli.records import EvalRecord, Question
-from fem_cli.tasks import LoadedQuestions, load_questions
+from fem_cli.tasks import LoadedQuestions, load_questions, task_prompt_style
+from fem_cli.tasks.swap import swap_augment, verdict_positions
+
+# The loglik protocol's confidence: the softmax over the choices' log-likelihoods.
+CHOICE_SOFTMAX = "choice_softmax"
 
 RESULTS_FILE = "results.json"
 
@@ -36,12 +46,37 @@ class Evaluator(Protocol):
     def close(self) -> None: ...
 
 
-def _evaluator(cfg: EvaluateConfig, model: ResolvedModel) -> Evaluator:
+def _evaluator(cfg: EvaluateConfig, model: ResolvedModel, styles: Mapping[str, str]) -> Evaluator:
     if cfg.protocol == "loglik":
         from fem_cli.evaluation.loglik import LoglikEvaluator  # lazy: imports torch
 
         return LoglikEvaluator.from_config(cfg, model)
-    return GenerativeEvaluator.from_config(cfg, model)
+    return GenerativeEvaluator.from_config(cfg, model, styles)
+
+
+def _softmax(values: Sequence[float]) -> list[float]:
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+def calibration_metrics(records: Sequence[EvalRecord], questions: Sequence[Question], source: str) -> dict[str, Any]:
+    """`calibration` of one task (and `calibration_vote_share` when k > 1 samples voted): ECE,
+    Brier, bins. The multi-class Brier uses the label distribution where every record has one."""
+    gold = [question.labels.index(question.answer) for question in questions]
+    correct = [record.correct for record in records]
+    confidences = [record.confidence or 0.0 for record in records]
+    distributions: list[Any] | None = None
+    if all(record.loglik is not None for record in records):
+        distributions = [_softmax(record.loglik) for record in records]  # type: ignore[arg-type]
+    elif source != VOTE_SHARE and all(r.label_probs is not None for r in records if r.prediction is not None):
+        distributions = [record.label_probs for record in records]
+    metrics = {"calibration": calibration_summary(confidences, correct, source, distributions, gold)}
+    voted = any(record.protocol == "generative" and len(record.outputs) > 1 for record in records)
+    if voted and source != VOTE_SHARE:
+        shares = [record.vote_share or 0.0 for record in records]
+        metrics["calibration_vote_share"] = calibration_summary(shares, correct, VOTE_SHARE)
+    return metrics
 
 
 def run_evaluate(
@@ -58,12 +93,18 @@ def run_evaluate(
         load_questions(name, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, shuffle=cfg.shuffle, seed=cfg.seed)
         for name in cfg.tasks
     ]
+    if cfg.swap_augment:  # --limit counts pairs: both orders of each of the first N
+        loaded = [dataclasses.replace(task, questions=swap_augment(task.questions)) for task in loaded]
+    styles = {task.task: task_prompt_style(name, cfg.prompt_style) for name, task in zip(cfg.tasks, loaded)}
     for task in loaded:
-        on_status(f"{task.task}: {len(task.questions)} questions from {task.source}")
+        pairs = " (each pair in both orders)" if cfg.swap_augment else ""
+        style = f"; prompt style {styles[task.task]}" if cfg.protocol == "generative" else ""
+        on_status(f"{task.task}: {len(task.questions)} questions{pairs} from {task.source}{style}")
     model = resolve_model(cfg.model)
     # A results.json left by an earlier run in this folder would mark this one finished too early.
     (out / RESULTS_FILE).unlink(missing_ok=True)
-    evaluator = _evaluator(cfg, model)
+    evaluator = _evaluator(cfg, model, styles)
+    confidence_source = getattr(evaluator, "confidence_source", CHOICE_SOFTMAX)
     on_status(f"protocol: {cfg.protocol} on {evaluator.settings['engine']}; model: {cfg.model} -> {model.path}")
     started = time.perf_counter()
     tasks: dict[str, Any] = {}
@@ -73,11 +114,19 @@ def run_evaluate(
             total = len(task.questions)
             report = (lambda done, task_name=task.task, total=total: progress(task_name, done, total)) if progress else None
             records, metrics = evaluator.evaluate(task.task, task.questions, report)
+            metrics.update(calibration_metrics(records, task.questions, confidence_source))
+            if cfg.swap_augment:
+                predictions = {record.question_id: record.prediction for record in records}
+                metrics["position_consistency"] = position_consistency(verdict_positions(task.questions, predictions))
             file_name = f"{task_file_stem(name)}.jsonl"
             write_jsonl(out / file_name, records)
+            diagram = write_reliability_diagram(
+                out / f"{task_file_stem(name)}.reliability.png", task.task, metrics["calibration"]
+            )
             tasks[task.task] = {
                 "source": task.source,
                 "file": file_name,
+                "reliability_diagram": diagram.name,
                 "questions": total,
                 "wall_seconds": round(time.perf_counter() - task_started, 3),
                 "metrics": metrics,

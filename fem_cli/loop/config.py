@@ -19,7 +19,7 @@ from fem_cli.config import from_mapping, option
 from fem_cli.errors import FemError
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.filtering import FilterConfig
-from fem_cli.prompts import PromptTemplate
+from fem_cli.prompts import PromptTemplate, check_style
 from fem_cli.sample import SampleConfig
 from fem_cli.samplers import get_sampler
 from fem_cli.train.config import FinetuneConfig
@@ -33,10 +33,10 @@ STAGE_CONFIGS: dict[str, type] = {
 }
 # What the loop itself sets in each stage; a recipe section may not override these.
 LOOP_OWNED = {
-    "sample": {"model", "task", "split", "data_dir", "limit", "shuffle", "seed", "sampler", "out", "prompt"},
+    "sample": {"model", "task", "split", "data_dir", "limit", "shuffle", "seed", "sampler", "out", "prompt", "prompt_style"},
     "filter": {"samples", "out"},
     "finetune": {"model", "train", "out", "init", "overwrite", "seed"},
-    "evaluate": {"model", "task", "split", "data_dir", "limit", "seed", "out", "prompt"},
+    "evaluate": {"model", "task", "split", "data_dir", "limit", "seed", "out", "prompt", "prompt_style"},
 }
 # Options a resumed run may change without invalidating its finished stages.
 RESUMABLE = {"iterations", "restart"}
@@ -63,11 +63,13 @@ class LoopConfig:
     filter: dict[str, Any] = option({}, "Options of `fem filter` (recipe only).")
     finetune: dict[str, Any] = option({}, "Options of `fem finetune` (recipe only).")
     evaluate: dict[str, Any] = option({}, "Options of `fem evaluate` (recipe only).")
+    prompt_style: str = option("auto", "Prompt style for sampling and evaluation: choice or judge; auto: each task's own (files: choice).")
     prompt: PromptTemplate = option(PromptTemplate(), "Prompt template for sampling and evaluation (recipe only).")
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        check_style(self.prompt_style)
         get_sampler(self.sampler)
         for stage, section in self.sections().items():
             owned = LOOP_OWNED[stage] & set(section)
@@ -106,7 +108,7 @@ def stage_config(cfg: LoopConfig, stage: str, iteration: int, run_dir: Path) -> 
     if stage == "sample":
         owned = {"model": model_of(cfg, run_dir, iteration - 1), "task": cfg.task, "split": cfg.train_split,
                  "data_dir": cfg.data_dir, "limit": cfg.train_limit, "shuffle": cfg.train_limit is not None,
-                 "seed": seed, "sampler": cfg.sampler, "prompt": cfg.prompt}
+                 "seed": seed, "sampler": cfg.sampler, "prompt": cfg.prompt, "prompt_style": cfg.prompt_style}
     elif stage == "filter":
         owned = {"samples": [str(stage_output(run_dir, iteration, "sample"))]}
     elif stage == "finetune":
@@ -117,7 +119,7 @@ def stage_config(cfg: LoopConfig, stage: str, iteration: int, run_dir: Path) -> 
     else:
         owned = {"model": model_of(cfg, run_dir, iteration), "task": cfg.eval_tasks or cfg.task,
                  "split": cfg.eval_split, "data_dir": cfg.data_dir, "limit": cfg.eval_limit,
-                 "seed": cfg.seed, "prompt": cfg.prompt}
+                 "seed": cfg.seed, "prompt": cfg.prompt, "prompt_style": cfg.prompt_style}
     owned["out"] = stage_output(run_dir, iteration, stage)
     try:
         return from_mapping(STAGE_CONFIGS[stage], {**cfg.sections()[stage], **owned}, f"loop {stage} section")

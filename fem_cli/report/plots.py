@@ -1,12 +1,12 @@
-"""PNG plots comparing runs per iteration: accuracy (with 95 % intervals), acceptance rate and
-mean rationale length. One line per run, so samplers compare side by side."""
+"""PNG plots comparing runs per iteration: accuracy (with 95 % intervals), calibration error (ECE),
+acceptance rate and mean rationale length. One line per run, so samplers compare side by side."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from fem_cli.report.collect import IterationFigures
-from fem_cli.report.tables import eval_tasks
+from fem_cli.report.tables import calibration_error, eval_tasks
 
 
 def _pyplot():
@@ -37,6 +37,20 @@ def plot_runs(runs: dict[str, list[IterationFigures]], out: Path) -> list[Path]:
             axis.set_xticks(sorted({f.iteration for its in runs.values() for f in its}))
             axis.legend(fontsize="small")
         written.append(_save(figure, out / "accuracy.png"))
+    calibrated = [t for t in tasks if any(calibration_error(f, t) is not None for its in runs.values() for f in its)]
+    if calibrated:
+        figure, axes = plt.subplots(1, len(calibrated), figsize=(5 * len(calibrated), 4), squeeze=False)
+        for axis, task in zip(axes[0], calibrated):
+            for name, iterations in runs.items():
+                points = [(f.iteration, calibration_error(f, task)) for f in iterations]
+                points = [(k, v) for k, v in points if v is not None]
+                if points:
+                    axis.plot([k for k, _ in points], [v for _, v in points], marker="o", label=name)
+            axis.set(title=f"{task}: expected calibration error", xlabel="EM iteration", ylabel="ECE (15 bins)")
+            axis.set_xticks(sorted({f.iteration for its in runs.values() for f in its}))
+            axis.set_ylim(bottom=0)
+            axis.legend(fontsize="small")
+        written.append(_save(figure, out / "calibration.png"))
     for attribute, title, file_name in (
         ("acceptance_rate", "E-step acceptance rate", "acceptance.png"),
         ("mean_rationale_tokens", "mean rationale length (tokens)", "rationale_length.png"),

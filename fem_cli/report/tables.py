@@ -21,13 +21,33 @@ def eval_tasks(iterations: list[IterationFigures]) -> list[str]:
     return list(dict.fromkeys(task for figures in iterations for task in figures.accuracy))
 
 
+def calibration_error(figures: IterationFigures, task: str) -> float | None:
+    """The task's expected calibration error at this iteration (None: not evaluated, or an
+    evaluation written before fem reported calibration)."""
+    return figures.metrics.get(task, {}).get("calibration", {}).get("ece")
+
+
+def _task_columns(f: IterationFigures, task: str, with_ece: bool) -> list[str]:
+    cells = [_accuracy(f.accuracy.get(task))]
+    if with_ece:
+        ece = calibration_error(f, task)
+        cells.append("" if ece is None else f"{ece:.3f}")
+    return cells
+
+
 def rows(iterations: list[IterationFigures]) -> tuple[list[str], list[list[str]]]:
     tasks = eval_tasks(iterations)
-    header = ["iteration", *(f"{task} accuracy [95% CI]" for task in tasks), "acceptance", "mean rationale tokens", "kept"]
+    with_ece = {task: any(calibration_error(f, task) is not None for f in iterations) for task in tasks}
+    task_header = [
+        column
+        for task in tasks
+        for column in (f"{task} accuracy [95% CI]", *([f"{task} ECE"] if with_ece[task] else []))
+    ]
+    header = ["iteration", *task_header, "acceptance", "mean rationale tokens", "kept"]
     body = [
         [
             str(f.iteration),
-            *(_accuracy(f.accuracy.get(task)) for task in tasks),
+            *(cell for task in tasks for cell in _task_columns(f, task, with_ece[task])),
             _percent(f.acceptance_rate),
             "" if f.mean_rationale_tokens is None else f"{f.mean_rationale_tokens:.1f}",
             "" if f.kept is None else str(f.kept),

@@ -61,6 +61,8 @@ class Proposal:
     generation: GenerationSettings
     # (stage, questions done, questions in this draw, tokens generated in this draw)
     on_progress: Callable[[str, int, int, int], None] | None = None
+    # The prompt style of the questions: choice or judge (see fem_cli.prompts).
+    style: str = "choice"
     stats: dict[str, StageStats] = dataclasses.field(default_factory=dict)
 
     def draw(self, questions: Sequence[Question], stage: str, n: int, offset: int = 0) -> dict[str, list[Sample]]:
@@ -71,7 +73,7 @@ class Proposal:
         hinted = stage != "self"
         requests = [
             GenerationRequest(
-                messages=build_messages(q, self.template, hint=hinted),
+                messages=build_messages(q, self.template, hint=hinted, style=self.style),
                 seed=derive_seed(self.seed, q.id, stage, offset),
             )
             for q in questions
@@ -87,7 +89,7 @@ class Proposal:
         stats.seconds += time.perf_counter() - started
         drawn: dict[str, list[Sample]] = {}
         for question, request, outputs in zip(questions, requests, completions):
-            train_prompt = build_messages(question, self.template, hint=False)
+            train_prompt = build_messages(question, self.template, hint=False, style=self.style)
             samples = []
             for index, completion in enumerate(outputs):
                 extracted, score = reward(completion.text, question.labels, question.choices, question.answer)
@@ -100,7 +102,7 @@ class Proposal:
                         sample_index=offset + index,
                         prompt=list(request.messages),
                         train_prompt=train_prompt,
-                        hint=hint_text(question, self.template) if hinted else None,
+                        hint=hint_text(question, self.template, self.style) if hinted else None,
                         text=completion.text,
                         num_tokens=completion.num_tokens,
                         finish_reason=completion.finish_reason,

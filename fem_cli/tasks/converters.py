@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import string
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -85,6 +86,89 @@ def _mmlu(rows: Iterable[Row], split: str) -> Iterator[Question]:
         seen[subject] += 1
 
 
+# tldr_comparisons' splits are original ones of the release: both live in the hub's validation split.
+TLDR_ORIGINAL_SPLITS = {"train": "valid2", "validation": "valid1"}
+TLDR_QUESTION = "Which summary is better?"
+
+
+def _summarize_from_feedback(rows: Iterable[Row], split: str) -> Iterator[Question]:
+    """`openai/summarize_from_feedback` (comparisons): a post and two summaries, `choice` 0/1.
+    ids as in ../shared/data: `<batch>-<original split>-<post id>-<row index in the batch, 4 digits>`.
+    Split `train` keeps the rows of the original valid2, `validation` those of valid1 (as the
+    normalized files); any other split name keeps every row."""
+    wanted = TLDR_ORIGINAL_SPLITS.get(split)
+    seen: collections.Counter[str] = collections.Counter()
+    for row in rows:
+        batch, original = str(row["batch"]), str(row["split"])
+        index = seen[batch]
+        seen[batch] += 1
+        if wanted is not None and original != wanted:
+            continue
+        info, summaries, choice = row["info"], row["summaries"], row["choice"]
+        if len(summaries) != 2:
+            raise ValueError(f"expected 2 summaries, got {len(summaries)}")
+        if choice not in (0, 1) or isinstance(choice, bool):
+            raise ValueError(f"choice {choice!r} is not 0 or 1")
+        lines = []
+        if info.get("subreddit"):
+            lines.append(f"SUBREDDIT: r/{info['subreddit']}")
+        if info.get("title"):
+            lines.append(f"TITLE: {info['title']}")
+        # CNN/DM rows have an article instead of a post.
+        lines.append(f"POST: {info['post']}" if info.get("post") is not None else f"ARTICLE: {info['article']}")
+        yield Question(
+            id=f"{batch}-{original}-{info['id']}-{index:04d}",
+            question="\n".join(lines) + f"\n\n{TLDR_QUESTION}",
+            choices=[summary["text"].lstrip() for summary in summaries],
+            labels=["A", "B"],
+            answer="AB"[choice],
+            subject=info.get("subreddit") or info.get("site"),
+        )
+
+
+JUDGE_QUESTION = "Which response is better?"
+MT_BENCH_SUBJECT = "mtbench_human"
+# The split rule of judge_pairs (../shared/data/SOURCES.md): by prompt, so items sharing a prompt
+# never cross splits; 20 % of prompts go to validation.
+_JUDGE_SPLIT_SALT = "fem-v2-judge-split-0"
+
+
+def judge_split(subject: str, prompt: str) -> str:
+    digest = hashlib.sha256(f"{_JUDGE_SPLIT_SALT}|{subject}|{prompt}".encode("utf-8")).hexdigest()
+    return "validation" if int(digest[:8], 16) % 1000 < 200 else "train"
+
+
+def _first_turn(conversation: Iterable[Row], role: str) -> str:
+    for message in conversation:
+        if message["role"] == role:
+            return str(message["content"])
+    raise ValueError(f"conversation has no {role} message")
+
+
+def _mt_bench_human_judgments(rows: Iterable[Row], split: str) -> Iterator[Question]:
+    """`lmsys/mt_bench_human_judgments` (split `human`): one human vote per row. Kept: votes on the
+    first turn with a winner (ties dropped); instruction = the first user message, responses =
+    each conversation's first assistant message. ids `mtbench_human-<row index, 4 digits>`.
+    Split `train`/`validation` applies judge_pairs' prompt-hash rule; any other keeps every row."""
+    for index, row in enumerate(rows):
+        winner = row["winner"]
+        if winner not in ("model_a", "model_b", "tie", "tie (bothbad)"):
+            raise ValueError(f"winner {winner!r} is not model_a, model_b, tie or tie (bothbad)")
+        if int(row["turn"]) != 1 or winner.startswith("tie"):
+            continue
+        instruction = _first_turn(row["conversation_a"], "user")
+        if split in ("train", "validation") and judge_split(MT_BENCH_SUBJECT, instruction) != split:
+            continue
+        yield Question(
+            id=f"{MT_BENCH_SUBJECT}-{index:04d}",
+            question=f"Instruction:\n{instruction}\n\n{JUDGE_QUESTION}",
+            choices=[_first_turn(row["conversation_a"], "assistant"), _first_turn(row["conversation_b"], "assistant")],
+            labels=["A", "B"],
+            answer="A" if winner == "model_a" else "B",
+            subject=MT_BENCH_SUBJECT,
+        )
+
+
 CONVERTERS: dict[str, Schema] = {
     schema.name: schema
     for schema in (
@@ -94,6 +178,12 @@ CONVERTERS: dict[str, Schema] = {
             "openbookqa", frozenset({"id", "question_stem", "choices", "answerKey"}), _labelled_choices("question_stem")
         ),
         Schema("mmlu", frozenset({"question", "subject", "choices", "answer"}), _mmlu),
+        Schema("summarize_from_feedback", frozenset({"info", "summaries", "choice", "batch", "split"}), _summarize_from_feedback),
+        Schema(
+            "mt_bench_human_judgments",
+            frozenset({"question_id", "model_a", "model_b", "winner", "conversation_a", "conversation_b", "turn"}),
+            _mt_bench_human_judgments,
+        ),
     )
 }
 
@@ -111,13 +201,20 @@ def detect_schema(columns: Iterable[str], where: str) -> Schema:
 def convert_rows(schema: Schema, rows: list[Row], split: str, locate: Callable[[int], str]) -> list[Question]:
     """All rows as Questions; the first bad row raises FemError at `locate(row index)`."""
     questions: list[Question] = []
+    position = 0  # the row being converted (some converters skip rows, so not len(questions))
+
+    def tracked() -> Iterator[Row]:
+        nonlocal position
+        for position, row in enumerate(rows):  # noqa: B007 - position is read on errors
+            yield row
+
     try:
-        for question in schema.convert(rows, split):
+        for question in schema.convert(tracked(), split):
             questions.append(question)
     except KeyError as err:
-        raise FemError(f"{locate(len(questions))}: missing column {err} for the {schema.name} schema") from None
+        raise FemError(f"{locate(position)}: missing column {err} for the {schema.name} schema") from None
     except ValidationError as err:
-        raise FemError(f"{locate(len(questions))}: not a valid question: {describe_validation_error(err)}") from None
+        raise FemError(f"{locate(position)}: not a valid question: {describe_validation_error(err)}") from None
     except (TypeError, ValueError) as err:
-        raise FemError(f"{locate(len(questions))}: not a valid {schema.name} row: {err}") from None
+        raise FemError(f"{locate(position)}: not a valid {schema.name} row: {err}") from None
     return questions

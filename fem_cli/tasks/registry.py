@@ -57,6 +57,12 @@ class TaskSpec:
     subject: str | None = None
     # Built-in tasks made by code instead of read from files: split -> questions.
     generator: Callable[[str], list[Question]] | None = None
+    # How its questions are put to the model: "choice" (lettered choices) or "judge" (which of
+    # two responses is better); see fem_cli.prompts.
+    prompt_style: str = "choice"
+    # fem split -> the hub split holding its rows, where they differ (the converter then picks
+    # this split's rows, e.g. tldr_comparisons' train = the hub's validation rows of valid2).
+    hub_splits: Mapping[str, str] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def where(self) -> str:
@@ -132,6 +138,32 @@ TASKS: dict[str, TaskSpec] = {
             subsets=MMLU_SUBJECTS,
         ),
         TaskSpec(
+            name="tldr_comparisons",
+            description="Summarize from feedback: which of two TL;DR summaries of a Reddit post the labeller preferred",
+            splits=("train", "validation"),
+            counts=MappingProxyType({"train": 1386, "validation": 385}),
+            licence="Modified MIT (feedback data), CC BY 4.0 (Reddit posts)",
+            hub_id="openai/summarize_from_feedback",
+            hub_config="comparisons",
+            converter="summarize_from_feedback",
+            prompt_style="judge",
+            # train = the original valid2 rows, validation = valid1: both in the hub's validation.
+            hub_splits=MappingProxyType({"train": "validation", "validation": "validation"}),
+        ),
+        TaskSpec(
+            name="judge_pairs",
+            description="LLM-as-a-judge: which of two responses to an instruction humans (or experts) preferred; LLMBar, MT-Bench, PandaLM",
+            splits=("train", "validation"),
+            counts=MappingProxyType({"train": 1174, "validation": 287}),
+            licence="MIT (LLMBar), CC BY 4.0 (MT-Bench), Apache-2.0 (PandaLM)",
+            hub_id="lmsys/mt_bench_human_judgments",
+            hub_config="default",
+            converter="mt_bench_human_judgments",
+            prompt_style="judge",
+            # Only the MT-Bench part is on the hub; its human votes are split by prompt hash.
+            hub_splits=MappingProxyType({"train": "human", "validation": "human"}),
+        ),
+        TaskSpec(
             name="arith",
             description="Multi-step arithmetic word problems, generated (the offline default; see fem_cli/tasks/arith.py)",
             splits=tuple(arith.SPLIT_SIZES),
@@ -144,6 +176,15 @@ TASKS: dict[str, TaskSpec] = {
         ),
     )
 }
+
+
+def task_prompt_style(source: str, requested: str = "auto") -> str:
+    """The prompt style for a task name or file: `requested` unless "auto", else the task's own
+    (files: choice)."""
+    if requested != "auto":
+        return requested
+    spec = TASKS.get(source.partition(":")[0])
+    return spec.prompt_style if spec is not None else "choice"
 
 
 def list_tasks() -> list[TaskSpec]:

@@ -62,9 +62,12 @@ def _from_data_dir(spec: TaskSpec, split: str, directory: Path, origin: str) -> 
 def _from_hub(spec: TaskSpec, split: str) -> LoadedQuestions:
     import datasets  # lazy: importing it takes about a second
 
-    source = f"Hugging Face hub {spec.hub_id} ({spec.hub_config}), split {split}"
+    hub_split = spec.hub_splits.get(split, split)
+    source = f"Hugging Face hub {spec.hub_id} ({spec.hub_config}), split {hub_split}"
+    if hub_split != split:
+        source += f" (the rows of {spec.name}'s {split} split)"
     try:
-        dataset = datasets.load_dataset(spec.hub_id, spec.hub_config, split=split)
+        dataset = datasets.load_dataset(spec.hub_id, spec.hub_config, split=hub_split)
     except Exception as err:  # noqa: BLE001 - offline, auth, renamed repo: all one message to the user
         reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise FemError(

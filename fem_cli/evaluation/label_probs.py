@@ -1,0 +1,87 @@
+"""How sure a generative answer is: the model's probability of each label at the answer position.
+
+After a completion is generated, one forward pass reads the next-token distribution right where
+the label is written: after the completion's last `Answer:` marker (and any space, `**` or `(`
+the model wrote after it). Each label is scored by its first token as it would be written there
+(e.g. " B" after "Answer:", "B" after "Answer: **"), and the probabilities are normalized over
+the question's labels. A completion without an `Answer:` marker is read after an appended
+"\nAnswer:" line (the format the prompt asked for). This needs the model's logits, so it runs on
+the transformers (hf) backend; on vLLM only the vote share is available.
+
+    scorer = LabelProbabilityScorer(backend.model, backend.tokenizer)
+    scorer.score([(prompt_text, completion_text, ["A", "B"])])  # -> [[0.31, 0.69]]
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional, Sequence
+
+import torch
+
+from fem_cli.prompts import prompt_token_ids
+
+_MARKER = re.compile(r"\banswer\s*:", re.IGNORECASE)
+# What a model writes between the marker and the label itself: spaces, emphasis, a bracket.
+_BEFORE_LABEL = re.compile(r"[\s*(\[]*")
+
+
+def answer_context(completion: str) -> tuple[str, str]:
+    """(completion up to where the label goes, whitespace to put before each label)."""
+    markers = list(_MARKER.finditer(completion))
+    if not markers:
+        return completion.rstrip() + "\nAnswer:", " "
+    end = markers[-1].end()
+    if not completion[end:].strip():  # cut off right after the marker: a label would follow a space
+        return completion[:end], " "
+    before = _BEFORE_LABEL.match(completion, end)
+    context = completion[: before.end() if before else end]
+    # Trailing whitespace belongs to the label's token in BPE vocabularies (" B"), as lm-eval
+    # moves a context's trailing spaces to its continuation.
+    stripped = context.rstrip()
+    return stripped, context[len(stripped):]
+
+
+class LabelProbabilityScorer:
+    """Normalized label probabilities at the answer position, batched over completions."""
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+
+    def _request(self, prompt: str, completion: str, labels: Sequence[str]) -> Optional[tuple[list[int], list[int]]]:
+        context, space = answer_context(completion)
+        context_ids = prompt_token_ids(self.tokenizer, prompt + context)
+        firsts = []
+        for label in labels:
+            whole = prompt_token_ids(self.tokenizer, prompt + context + space + label)
+            if len(whole) > len(context_ids) and whole[: len(context_ids)] == context_ids:
+                firsts.append(whole[len(context_ids)])
+            else:  # the label merged into the context's last token: score its own first token
+                firsts.append(self.tokenizer.encode(space + label, add_special_tokens=False)[0])
+        # Labels sharing a first token cannot be told apart at one position.
+        return (context_ids, firsts) if len(set(firsts)) == len(firsts) else None
+
+    @torch.inference_mode()
+    def score(self, items: Sequence[tuple[str, str, Sequence[str]]]) -> list[Optional[list[float]]]:
+        """For each (rendered prompt, completion, labels): the label distribution, or None when the
+        labels' first tokens coincide."""
+        requests = [self._request(prompt, completion, labels) for prompt, completion, labels in items]
+        results: list[Optional[list[float]]] = [None] * len(items)
+        scored = [i for i, request in enumerate(requests) if request is not None]
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(scored), self.batch_size):
+            batch = scored[start : start + self.batch_size]
+            contexts = [requests[i][0] for i in batch]  # type: ignore[index]
+            width = max(len(ids) for ids in contexts)
+            input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in contexts], device=self.device)
+            attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in contexts], device=self.device)
+            positions = (attention.cumsum(-1) - 1).clamp(min=0)
+            logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions).logits[:, -1, :]
+            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+            for row, index in enumerate(batch):
+                firsts = torch.tensor(requests[index][1])  # type: ignore[index]
+                results[index] = torch.softmax(logprobs[row, firsts], dim=-1).tolist()
+        return results
