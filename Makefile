@@ -54,10 +54,12 @@ demo: setup
 	$(FEM) report $(DEMO_DIR)
 
 # The paper's comparison for one model and task: the three samplers, then one report.
+# GRID=judge runs the judge grid (TASK=tldr_comparisons or judge_pairs).
 MODEL ?= qwen
 TASK ?= arc_challenge
+GRID ?= paper
 paper: setup
-	for sampler in rs star pps; do $(FEM) loop --config recipes/paper/$(MODEL)-$(TASK)-$$sampler.yaml || exit 1; done
+	for sampler in rs star pps; do $(FEM) loop --config recipes/$(GRID)/$(MODEL)-$(TASK)-$$sampler.yaml || exit 1; done
 	$(FEM) report runs/$(MODEL)-$(TASK)-rs runs/$(MODEL)-$(TASK)-star runs/$(MODEL)-$(TASK)-pps --out runs/$(MODEL)-$(TASK)-report
 
 # One EM iteration as a shell pipeline over JSONL files (what `fem loop` runs, stage by stage);

@@ -20,7 +20,7 @@ from fem_cli.cli.main import app
 from fem_cli.errors import FemError
 from fem_cli.prompts import PROMPT_STYLES, PromptTemplate, build_messages, render
 from fem_cli.tasks import load_questions, task_prompt_style
-from fem_cli.tasks.swap import swap_augment
+from fem_cli.tasks import swap
 
 data_app = typer.Typer(help="Inspect task data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -51,7 +51,7 @@ def show_command(
         raise FemError(f"unknown prompt style {prompt_style!r}; choose from {', '.join(PROMPT_STYLES)}")
     loaded = load_questions(task, split, data_dir=data_dir, limit=count, shuffle=shuffle, seed=seed)
     style = task_prompt_style(task, prompt_style)
-    questions = swap_augment(loaded.questions) if swap_augment else loaded.questions
+    questions = swap.swap_augment(loaded.questions) if swap_augment else loaded.questions
     tokenizer = None
     if model is not None:
         from fem_cli.models import load_tokenizer  # lazy: pulls in transformers

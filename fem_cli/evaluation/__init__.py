@@ -1,10 +1,12 @@
-"""`fem evaluate`: accuracy of a model on multiple-choice benchmarks, two ways.
+"""`fem evaluate`: accuracy and calibration of a model on multiple-choice and judge benchmarks, two ways.
 
   generative  the training prompt, a rationale and a final `Answer: X` (greedy or majority vote)
   loglik      lm-evaluation-harness's multiple-choice log-likelihood protocol (acc, acc_norm)
 
-Modules: `config` (options), `generative` and `loglik` (the protocols), `metrics` (accuracy,
-bootstrap interval, majority vote, per-subject averages), `run` (tasks in, results folder out).
+Modules: `config` (options), `generative` and `loglik` (the protocols), `label_probs` (generative
+confidence: label probabilities at the answer position), `metrics` (accuracy, bootstrap interval,
+majority vote, per-subject averages, ECE and Brier, position consistency), `reliability` (the
+reliability diagram PNG), `run` (tasks in, results folder out).
 
     from fem_cli.evaluation import EvaluateConfig, run_evaluate
     run_evaluate(EvaluateConfig(model="smollm2", task="arc_easy", protocol="loglik", out="eval/base"))

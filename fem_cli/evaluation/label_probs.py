@@ -3,8 +3,8 @@
 After a completion is generated, one forward pass reads the next-token distribution right where
 the label is written: after the completion's last `Answer:` marker (and any space, `**` or `(`
 the model wrote after it). Each label is scored by its first token as it would be written there
-(e.g. " B" after "Answer:", "B" after "Answer: **"), and the probabilities are normalized over
-the question's labels. A completion without an `Answer:` marker is read after an appended
+(e.g. " B" after "Answer:", "B" after "Answer: **"; tokens all labels share, such as a lone
+space, join the context), and the probabilities are normalized over the question's labels. A completion without an `Answer:` marker is read after an appended
 "\nAnswer:" line (the format the prompt asked for). This needs the model's logits, so it runs on
 the transformers (hf) backend; on vLLM only the vote share is available.
 
@@ -54,20 +54,27 @@ class LabelProbabilityScorer:
     def _request(self, prompt: str, completion: str, labels: Sequence[str]) -> Optional[tuple[list[int], list[int]]]:
         context, space = answer_context(completion)
         context_ids = prompt_token_ids(self.tokenizer, prompt + context)
-        firsts = []
+        continuations = []
         for label in labels:
             whole = prompt_token_ids(self.tokenizer, prompt + context + space + label)
             if len(whole) > len(context_ids) and whole[: len(context_ids)] == context_ids:
-                firsts.append(whole[len(context_ids)])
-            else:  # the label merged into the context's last token: score its own first token
-                firsts.append(self.tokenizer.encode(space + label, add_special_tokens=False)[0])
-        # Labels sharing a first token cannot be told apart at one position.
-        return (context_ids, firsts) if len(set(firsts)) == len(firsts) else None
+                continuations.append(whole[len(context_ids):])
+            else:  # the label merged into the context's last token: score its own tokens
+                continuations.append(self.tokenizer.encode(space + label, add_special_tokens=False))
+        # Tokens every label starts with (a lone space, the "1" of "10" and "11") are part of the
+        # context: the labels part where their tokens first differ.
+        shared = 0
+        while all(len(c) > shared + 1 for c in continuations) and len({c[shared] for c in continuations}) == 1:
+            shared += 1
+        firsts = [c[shared] if len(c) > shared else -1 for c in continuations]
+        if -1 in firsts or len(set(firsts)) != len(firsts):
+            return None  # labels not told apart by one token at one position
+        return context_ids + continuations[0][:shared], firsts
 
     @torch.inference_mode()
     def score(self, items: Sequence[tuple[str, str, Sequence[str]]]) -> list[Optional[list[float]]]:
-        """For each (rendered prompt, completion, labels): the label distribution, or None when the
-        labels' first tokens coincide."""
+        """For each (rendered prompt, completion, labels): the label distribution, or None when no
+        single token position tells the labels apart."""
         requests = [self._request(prompt, completion, labels) for prompt, completion, labels in items]
         results: list[Optional[list[float]]] = [None] * len(items)
         scored = [i for i, request in enumerate(requests) if request is not None]
