@@ -29,20 +29,26 @@ def describe_validation_error(err: ValidationError) -> str:
     return f"{where}: {message}{more}" if where else f"{message}{more}"
 
 
+def json_objects(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; FemError with `file:line` otherwise."""
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            payload = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise FemError(f"{path}:{line_number}: not valid JSON ({err.msg})") from None
+        if not isinstance(payload, dict):
+            raise FemError(f"{path}:{line_number}: expected a JSON object")
+        yield line_number, payload
+
+
 def iter_jsonl(path: str | Path, record_type: type[R]) -> Iterator[R]:
     path = Path(path)
     if not path.is_file():
         raise FemError(f"{path}: no such file")
     with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                payload = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise FemError(f"{path}:{line_number}: not valid JSON ({err.msg})") from None
-            if not isinstance(payload, dict):
-                raise FemError(f"{path}:{line_number}: expected a JSON object")
+        for line_number, payload in json_objects(path, handle):
             try:
                 yield record_type.model_validate(payload)
             except ValidationError as err:

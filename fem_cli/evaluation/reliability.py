@@ -9,16 +9,14 @@ temporary file first and renamed.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from fem_cli.plotting import pyplot, save_png
+
 
 def write_reliability_diagram(path: Path, task: str, calibration: dict[str, Any]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     bins = calibration["bins"]
     edges = bins["edges"]
@@ -36,10 +34,4 @@ def write_reliability_diagram(path: Path, task: str, calibration: dict[str, Any]
     top.legend(fontsize="small", loc="upper left")
     bottom.bar(centers, bins["counts"], width=width * 0.95, color="gray")
     bottom.set(xlabel="confidence", ylabel="answers")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    figure.tight_layout()
-    figure.savefig(tmp, dpi=100)
-    plt.close(figure)
-    tmp.replace(path)
-    return path
+    return save_png(figure, path, dpi=100)

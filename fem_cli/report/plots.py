@@ -5,21 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fem_cli.plotting import pyplot, save_png
 from fem_cli.report.collect import IterationFigures
 from fem_cli.report.tables import calibration_error, eval_tasks
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_runs(runs: dict[str, list[IterationFigures]], out: Path) -> list[Path]:
-    plt = _pyplot()
+    plt = pyplot()
     written = []
     tasks = eval_tasks([f for iterations in runs.values() for f in iterations])
     if tasks:
@@ -36,7 +28,7 @@ def plot_runs(runs: dict[str, list[IterationFigures]], out: Path) -> list[Path]:
             axis.set(title=f"{task}: accuracy (95 % CI)", xlabel="EM iteration", ylabel="accuracy")
             axis.set_xticks(sorted({f.iteration for its in runs.values() for f in its}))
             axis.legend(fontsize="small")
-        written.append(_save(figure, out / "accuracy.png"))
+        written.append(save_png(figure, out / "accuracy.png"))
     calibrated = [t for t in tasks if any(calibration_error(f, t) is not None for its in runs.values() for f in its)]
     if calibrated:
         figure, axes = plt.subplots(1, len(calibrated), figsize=(5 * len(calibrated), 4), squeeze=False)
@@ -50,7 +42,7 @@ def plot_runs(runs: dict[str, list[IterationFigures]], out: Path) -> list[Path]:
             axis.set_xticks(sorted({f.iteration for its in runs.values() for f in its}))
             axis.set_ylim(bottom=0)
             axis.legend(fontsize="small")
-        written.append(_save(figure, out / "calibration.png"))
+        written.append(save_png(figure, out / "calibration.png"))
     for attribute, title, file_name in (
         ("acceptance_rate", "E-step acceptance rate", "acceptance.png"),
         ("mean_rationale_tokens", "mean rationale length (tokens)", "rationale_length.png"),
@@ -62,17 +54,5 @@ def plot_runs(runs: dict[str, list[IterationFigures]], out: Path) -> list[Path]:
                 axis.plot([k for k, _ in points], [v for _, v in points], marker="o", label=name)
         axis.set(title=title, xlabel="EM iteration")
         axis.legend(fontsize="small")
-        written.append(_save(figure, out / file_name))
+        written.append(save_png(figure, out / file_name))
     return written
-
-
-def _save(figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.tight_layout()
-    figure.savefig(tmp, dpi=110)
-    tmp.replace(path)
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
-    return path

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fem_cli.errors import FemError
+from fem_cli.jsonl import json_objects
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,15 +33,7 @@ class RowTable:
 def _json_lines(path: Path, text: str) -> RowTable:
     rows: list[dict[str, Any]] = []
     line_numbers: list[int] = []
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            payload = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise FemError(f"{path}:{line_number}: not valid JSON ({err.msg})") from None
-        if not isinstance(payload, dict):
-            raise FemError(f"{path}:{line_number}: expected a JSON object")
+    for line_number, payload in json_objects(path, text.splitlines()):
         rows.append(payload)
         line_numbers.append(line_number)
     return RowTable(rows, lambda i: f"{path}:{line_numbers[i]}", "JSON lines file")
