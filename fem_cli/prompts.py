@@ -95,12 +95,6 @@ JUDGE_STYLE = PromptStyle(
 
 STYLES: dict[str, PromptStyle] = {"choice": CHOICE_STYLE, "judge": JUDGE_STYLE}
 
-# Kept for callers that spell the multiple-choice defaults out.
-DEFAULT_INSTRUCTION = CHOICE_STYLE.instruction
-DEFAULT_HINT = CHOICE_STYLE.hint
-EXAMPLE_QUESTION = CHOICE_STYLE.example_question
-EXAMPLE_RATIONALE = CHOICE_STYLE.example_rationale
-
 
 def check_style(style: str) -> None:
     if style not in PROMPT_STYLES:
