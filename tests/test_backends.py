@@ -74,3 +74,60 @@ def test_auto_falls_back_to_hf_and_vllm_says_how_to_install(tiny_model):
     assert choose_backend("auto") == ("hf", "auto: vLLM is not installed")
     with pytest.raises(FemError, match="pip install 'fem\\[vllm\\]'"):
         create_backend("vllm", resolve_model(str(tiny_model)), BackendOptions())
+
+
+def test_greedy_matches_transformers_generate_prompt_by_prompt(tiny_model, questions):
+    """The shared-context prefill, in-place cache and row compaction change nothing: greedy
+    text equals `model.generate` run on each full prompt alone."""
+    import torch
+
+    from fem_cli.prompts import prompt_token_ids, render
+
+    sharp, _ = create_backend("hf", resolve_model(str(tiny_model)), BackendOptions(batch_size=8))
+    tokenizer, model = sharp.tokenizer, sharp.model
+    # The stock init (std 0.02) makes a near-constant model whose greedy text ignores positions
+    # and cache contents; weights of std 3/sqrt(fan_in) make every token depend on them.
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for weight in model.parameters():
+            if weight.dim() == 2:
+                weight.normal_(0, 3 / weight.shape[-1] ** 0.5)
+    requests = requests_for(questions[:6])
+    # A stop string ends rows at different steps, so finished rows leave the cache mid-batch.
+    settings = SamplingSettings(n=2, temperature=0.0, max_new_tokens=20, stop=("e",), stop_at_answer=False)
+    ours = sharp.generate(requests, settings)
+    assert len({len(completions[0].text) for completions in ours}) > 2
+    for request, completions in zip(requests, ours):
+        ids = prompt_token_ids(tokenizer, render(tokenizer, list(request.messages)))
+        out = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=20,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(sharp.eos_ids))
+        expected = tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).split("e")[0]
+        assert [c.text for c in completions] == [expected, expected]
+    sharp.close()
+
+
+def test_prompts_share_their_context_but_not_their_question(backend, questions):
+    requests = requests_for(questions[:2])
+    (first, first_shared), (second, second_shared) = (backend._encode(r) for r in requests)
+    assert 0 < first_shared < len(first) and first_shared == second_shared
+    assert first[:first_shared] == second[:second_shared]
+    question = backend.tokenizer.decode(first[first_shared:])
+    assert question.startswith("Question: What is 2 plus 5?")
+
+
+def test_sampling_follows_the_distribution_and_skips_zero_probability_tokens():
+    import torch
+
+    from fem_cli.backends.hf import HFBackend
+
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.3, 0.2, 0.0])
+    logits = probs.log().expand(4000, -1)
+    generators = [torch.Generator().manual_seed(seed) for seed in range(4000)]
+    tokens = HFBackend._sample(logits, generators, SamplingSettings(temperature=1.0))
+    frequencies = torch.bincount(tokens, minlength=6) / 4000
+    assert frequencies[[0, 2, 5]].sum() == 0
+    assert torch.allclose(frequencies, probs, atol=0.03)
+    # top_p 0.75 keeps the two most likely tokens (0.5 + 0.3), renormalized to 5/8 and 3/8.
+    nucleus = HFBackend._sample(logits, generators, SamplingSettings(temperature=1.0, top_p=0.75))
+    frequencies = torch.bincount(nucleus, minlength=6) / 4000
+    assert frequencies[4] == 0 and abs(frequencies[1] - 5 / 8) < 0.03
