@@ -40,7 +40,7 @@ import torch
 
 from fem_cli.backends.hf import default_threads
 from fem_cli.evaluation.config import EvaluateConfig
-from fem_cli.evaluation.metrics import accuracy_summary, subject_breakdown
+from fem_cli.evaluation.metrics import accuracy_summary, softmax, subject_breakdown
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer
 from fem_cli.records import EvalRecord, Question
 
@@ -228,8 +228,7 @@ def predictions(logliks: Sequence[float], choices: Sequence[str]) -> tuple[int, 
     values = np.asarray(logliks, dtype=np.float64)
     lengths = np.asarray([max(len(choice), 1) for choice in choices], dtype=np.float64)
     best, best_norm = int(np.argmax(values)), int(np.argmax(values / lengths))
-    probabilities = np.exp(values - values.max())
-    return best, best_norm, float(probabilities[best] / probabilities.sum())
+    return best, best_norm, softmax(logliks)[best]
 
 
 class LoglikEvaluator:

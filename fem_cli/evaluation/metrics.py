@@ -45,6 +45,13 @@ def accuracy_summary(correct: Sequence[bool], seed: int, resamples: int = BOOTST
     return {"value": accuracy(correct), "ci_low": low, "ci_high": high, "n": len(correct)}
 
 
+def softmax(values: Sequence[float]) -> list[float]:
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
 def majority_vote(answers: Sequence[Optional[str]]) -> tuple[Optional[str], float]:
     """(most voted answer, its share of all samples). Unparseable samples (None) do not vote but
     count in the share; ties go to the answer that appeared first, so the vote is deterministic."""

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
@@ -21,7 +20,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 from fem_cli.errors import FemError
 from fem_cli.evaluation.config import EvaluateConfig, task_file_stem
 from fem_cli.evaluation.generative import VOTE_SHARE, GenerativeEvaluator
-from fem_cli.evaluation.metrics import calibration_summary, position_consistency
+from fem_cli.evaluation.metrics import calibration_summary, position_consistency, softmax
 from fem_cli.evaluation.reliability import write_reliability_diagram
 from fem_cli.jsonl import write_json, write_jsonl
 from fem_cli.models import ResolvedModel, resolve_model
@@ -54,12 +53,6 @@ def _evaluator(cfg: EvaluateConfig, model: ResolvedModel, styles: Mapping[str, s
     return GenerativeEvaluator.from_config(cfg, model, styles)
 
 
-def _softmax(values: Sequence[float]) -> list[float]:
-    top = max(values)
-    exps = [math.exp(v - top) for v in values]
-    return [e / sum(exps) for e in exps]
-
-
 def calibration_metrics(records: Sequence[EvalRecord], questions: Sequence[Question], source: str) -> dict[str, Any]:
     """`calibration` of one task (and `calibration_vote_share` when k > 1 samples voted): ECE,
     Brier, bins. The multi-class Brier uses the label distribution where every record has one."""
@@ -68,7 +61,7 @@ def calibration_metrics(records: Sequence[EvalRecord], questions: Sequence[Quest
     confidences = [record.confidence or 0.0 for record in records]
     distributions: list[Any] | None = None
     if all(record.loglik is not None for record in records):
-        distributions = [_softmax(record.loglik) for record in records]  # type: ignore[arg-type]
+        distributions = [softmax(record.loglik) for record in records]  # type: ignore[arg-type]
     elif source != VOTE_SHARE and all(r.label_probs is not None for r in records if r.prediction is not None):
         distributions = [record.label_probs for record in records]
     metrics = {"calibration": calibration_summary(confidences, correct, source, distributions, gold)}
