@@ -46,7 +46,7 @@ class SampleConfig:
     temperature: float = option(0.7, "Sampling temperature (0 = greedy).")
     top_p: float = option(1.0, "Nucleus sampling mass.")
     max_new_tokens: int = option(256, "Most tokens generated per sample.")
-    batch_size: int = option(32, "hf backend: sequences decoded together.")
+    batch_size: int = option(64, "hf backend: sequences decoded together (a finished one is replaced at once by the next prompt's).")
     dtype: str = option("auto", "Weights dtype: auto (hf: float32, vllm: bfloat16), float32, bfloat16, float16.")
     threads: Optional[int] = option(None, "hf backend: CPU threads (default: all this process may use).")
     tensor_parallel_size: int = option(1, "vllm backend: GPUs per model.")

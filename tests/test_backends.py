@@ -76,14 +76,19 @@ def test_auto_falls_back_to_hf_and_vllm_says_how_to_install(tiny_model):
         create_backend("vllm", resolve_model(str(tiny_model)), BackendOptions())
 
 
-def test_greedy_matches_transformers_generate_prompt_by_prompt(tiny_model, questions):
-    """The shared-context prefill, in-place cache and row compaction change nothing: greedy
-    text equals `model.generate` run on each full prompt alone."""
+@pytest.mark.parametrize("dead_columns_to_drop", [1, 1000])
+def test_greedy_matches_transformers_generate_prompt_by_prompt(tiny_model, questions, monkeypatch, dead_columns_to_drop):
+    """The shared-context prefill, in-place cache, continuous batching (rows leaving, prompts
+    joining, dead columns dropped) change nothing: greedy text equals `model.generate` run on
+    each full prompt alone."""
     import torch
 
+    from fem_cli.backends import hf
     from fem_cli.prompts import prompt_token_ids, render
 
-    sharp, _ = create_backend("hf", resolve_model(str(tiny_model)), BackendOptions(batch_size=8))
+    monkeypatch.setattr(hf, "DEAD_COLUMNS_TO_DROP", dead_columns_to_drop)
+    # Two prompts (4 rows) at a time out of 6: prompts join as others finish.
+    sharp, _ = create_backend("hf", resolve_model(str(tiny_model)), BackendOptions(batch_size=4))
     tokenizer, model = sharp.tokenizer, sharp.model
     # The stock init (std 0.02) makes a near-constant model whose greedy text ignores positions
     # and cache contents; weights of std 3/sqrt(fan_in) make every token depend on them.
@@ -131,3 +136,59 @@ def test_sampling_follows_the_distribution_and_skips_zero_probability_tokens():
     nucleus = HFBackend._sample(logits, generators, SamplingSettings(temperature=1.0, top_p=0.75))
     frequencies = torch.bincount(nucleus, minlength=6) / 4000
     assert frequencies[4] == 0 and abs(frequencies[1] - 5 / 8) < 0.03
+
+
+def test_continuous_batch_keeps_every_rows_own_sequence(monkeypatch):
+    """Rows join, leave and have dead columns dropped; through it all, each row's unmasked cache
+    columns hold exactly its context, its prompt and its generated tokens, in order."""
+    import torch
+
+    from fem_cli.backends import hf
+
+    monkeypatch.setattr(hf, "DEAD_COLUMNS_TO_DROP", 1)
+    context = [1.0, 2.0]
+    batch = hf._DecodeBatch(num_layers=1, max_rows=3, context_length=len(context), capacity=4)
+    expected: dict[int, list[float]] = {}
+
+    def add(tags_and_prompts: list[tuple[int, list[float]]]) -> None:
+        width = max(len(prompt) for _, prompt in tags_and_prompts)
+        states = torch.tensor([context + [0.0] * (width - len(p)) + p for _, p in tags_and_prompts])[:, None, :, None]
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for _, p in tags_and_prompts])
+        rows = [hf._Row(prompt=tag, sample=0, generator=torch.Generator()) for tag, _ in tags_and_prompts]
+        batch.add(rows, [(states, states.clone())], mask, torch.zeros(len(rows), 5))
+        for tag, prompt in tags_and_prompts:
+            expected[tag] = context + prompt
+
+    def step() -> None:
+        new = torch.tensor([100.0 * row.prompt + len(expected[row.prompt]) for row in batch.rows])[:, None, None, None]
+        batch.layers[0].update(new, new.clone())
+        batch.attention = torch.cat([batch.attention, batch.attention.new_ones(len(batch.rows), 1)], dim=1)
+        for row in batch.rows:
+            expected[row.prompt].append(100.0 * row.prompt + len(expected[row.prompt]))
+
+    def check() -> None:
+        keys = batch.layers[0].keys
+        assert keys.shape[:3] == (len(batch.rows), 1, batch.attention.shape[1])
+        for slot, row in enumerate(batch.rows):
+            assert keys[slot, 0, batch.attention[slot].bool(), 0].tolist() == expected[row.prompt]
+
+    add([(1, [11.0, 12.0, 13.0]), (2, [21.0])])
+    for _ in range(3):
+        step()
+    check()
+    add([(3, [31.0, 32.0])])  # joins a running batch, its prompt ending at the current column
+    step()
+    check()
+    batch.keep([1, 2])  # row 1 leaves: the columns of its longer prompt are dead for the others
+    check()
+    assert batch.attention.shape[1] < len(context) + 3 + 4 + 1
+    step()
+    batch.keep([1])
+    add([(4, [41.0]), (5, [51.0, 52.0])])
+    for _ in range(6):  # past the initial capacity: the buffers grow
+        step()
+    check()
+    batch.keep([])
+    add([(6, [61.0, 62.0, 63.0, 64.0, 65.0])])  # an empty batch takes a prompt of any width
+    step()
+    check()

@@ -1,11 +1,13 @@
 """The transformers backend: the CPU path, and the fallback everywhere.
 
-Our own decode loop over the model's KV cache rather than `model.generate`, for four reasons:
-the context shared by a task's prompts (system turn, worked example) is encoded once per call and
-each prompt once for its `n` samples; the cache is written in place instead of re-concatenated
-every token; every sequence draws from its own seeded generator (samples do not depend on batch
-neighbours, so shards reproduce a full run); and a sequence leaves the batch as soon as its
-`Answer: X` line is complete.
+Our own decode loop over the model's KV cache rather than `model.generate`:
+- the context shared by a task's prompts (system turn, worked example) is encoded once per call,
+  and each prompt once for its `n` samples;
+- continuous batching: a sequence leaves the batch as soon as its `Answer: X` line is complete,
+  and the next prompt takes its place at once, so the batch stays full;
+- the cache is written in place, never re-concatenated per token;
+- every sequence draws from its own seeded generator, so samples do not depend on which prompts
+  share the batch, and shards reproduce a full run.
 
     backend = HFBackend(resolve_model("smollm2"), batch_size=32)
     completions = backend.generate(requests, SamplingSettings(n=4))
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
@@ -33,33 +37,37 @@ from fem_cli.seeding import derive_seed
 
 LayerKV = tuple[torch.Tensor, torch.Tensor]
 
+# Masked columns that every live row skips (left behind by finished rows) are dropped from the
+# cache once there are this many: attention reads every column, masked or not.
+DEAD_COLUMNS_TO_DROP = 32
+
 
 def default_threads() -> int:
     # The CPUs this process may use (container limits included), not the host's count.
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-class PreallocatedLayer(DynamicLayer):
-    """A cache layer that writes into a buffer sized for the whole generation. The stock dynamic
-    layer concatenates, copying the entire cache once per generated token."""
+class SlotLayer(DynamicLayer):
+    """One layer's keys and values in a buffer of fixed row slots, written in place (the stock
+    dynamic layer concatenates, copying the whole cache once per generated token). Every row has
+    the same number of columns; a row's own prompt ends where its first generated token starts,
+    and the columns between the shared context and it are masked out."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, max_rows: int, capacity: int) -> None:
         super().__init__()
-        self.capacity = capacity
-        self.length = 0
+        self.max_rows, self.capacity = max_rows, capacity
+        self.rows = self.length = 0
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.dtype, self.device = key_states.dtype, key_states.device
-        rows, heads = key_states.shape[:2]
-        self.key_buffer = key_states.new_empty(rows, heads, self.capacity, key_states.shape[-1])
-        self.value_buffer = value_states.new_empty(rows, heads, self.capacity, value_states.shape[-1])
-        self.rows = rows
+        heads = key_states.shape[1]
+        self.key_buffer = key_states.new_empty(self.max_rows, heads, self.capacity, key_states.shape[-1])
+        self.value_buffer = value_states.new_empty(self.max_rows, heads, self.capacity, value_states.shape[-1])
         self.is_initialized = True
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> LayerKV:
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
         end = self.length + key_states.shape[-2]
+        self._reserve(end)
         self.key_buffer[: self.rows, :, self.length : end] = key_states
         self.value_buffer[: self.rows, :, self.length : end] = value_states
         self.length = end
@@ -70,21 +78,47 @@ class PreallocatedLayer(DynamicLayer):
         self.keys = self.key_buffer[: self.rows, :, : self.length]
         self.values = self.value_buffer[: self.rows, :, : self.length]
 
+    def _reserve(self, columns: int) -> None:
+        if columns > self.capacity:
+            self.capacity = max(columns, self.capacity * 3 // 2)
+            if not self.is_initialized:
+                return
+            for name in ("key_buffer", "value_buffer"):
+                old = getattr(self, name)
+                new = old.new_empty(old.shape[0], old.shape[1], self.capacity, old.shape[3])
+                new[:, :, : self.length] = old[:, :, : self.length]
+                setattr(self, name, new)
+
     def get_seq_length(self) -> int:
         return self.length
 
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        if self.is_initialized:
-            self.key_buffer = self.key_buffer[: self.rows].repeat_interleave(repeats, dim=0)
-            self.value_buffer = self.value_buffer[: self.rows].repeat_interleave(repeats, dim=0)
-            self.rows *= repeats
-            self._expose()
+    def add_rows(self, keys: torch.Tensor, values: torch.Tensor, context_length: int) -> None:
+        """Append rows whose cache is [context][prompt]: the context goes to the first columns,
+        the prompt to the last ones (self.length must already leave room for it)."""
+        if not self.is_initialized:
+            self.lazy_initialization(keys, values)
+        prompt_width = keys.shape[2] - context_length
+        new = slice(self.rows, self.rows + keys.shape[0])
+        for buffer, states in ((self.key_buffer, keys), (self.value_buffer, values)):
+            buffer[new, :, :context_length] = states[:, :, :context_length]
+            buffer[new, :, self.length - prompt_width : self.length] = states[:, :, context_length:]
+        self.rows = new.stop
+        self._expose()
+
+    def empty_to(self, columns: int) -> None:
+        """With no rows left, restart at `columns` columns (the shared context's width)."""
+        self._reserve(columns)
+        self.length = columns
+
+    def drop_columns(self, start: int, end: int) -> None:
+        for buffer in (self.key_buffer, self.value_buffer):
+            buffer[: self.rows, :, start : self.length - (end - start)] = buffer[: self.rows, :, end : self.length].clone()
+        self.length -= end - start
+        self._expose()
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         """Keep rows `indices` (ascending), moved up in place: only rows after the first dropped
         one are copied, and only their filled part."""
-        if not self.is_initialized:
-            return
         kept = len(indices)
         unchanged = int((indices == torch.arange(kept, device=indices.device)).cumprod(0).sum())
         if unchanged < kept:
@@ -93,6 +127,72 @@ class PreallocatedLayer(DynamicLayer):
             self.value_buffer[unchanged:kept, :, : self.length] = self.value_buffer[moved, :, : self.length]
         self.rows = kept
         self._expose()
+
+
+@dataclass
+class _Row:
+    prompt: int  # index into the group's prompts
+    sample: int
+    generator: torch.Generator
+    tokens: list[int] = field(default_factory=list)
+
+
+class _DecodeBatch:
+    """The rows being decoded together: their cache, attention mask, next positions and
+    next-token logits, kept aligned as rows come and go."""
+
+    def __init__(self, num_layers: int, max_rows: int, context_length: int, capacity: int) -> None:
+        self.layers = [SlotLayer(max_rows, capacity) for _ in range(num_layers)]
+        self.cache = Cache(layers=self.layers)
+        self.context_length = context_length
+        for layer in self.layers:
+            layer.empty_to(context_length)
+        self.attention = torch.zeros(0, context_length, dtype=torch.long)
+        self.next_position = torch.zeros(0, dtype=torch.long)
+        self.logits: torch.Tensor | None = None
+        self.rows: list[_Row] = []
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length
+
+    def add(self, rows: list[_Row], layer_kv: list[LayerKV], prompt_mask: torch.Tensor, logits: torch.Tensor) -> None:
+        """Add rows whose prefilled cache is [context][left-padded prompt of width W]."""
+        width = prompt_mask.shape[1]
+        if self.context_length + width > self.length:
+            # Prompts come longest first, so a prompt outgrows the columns only of an empty batch.
+            assert not self.rows, "prompts must join the batch longest first"
+            for layer in self.layers:
+                layer.empty_to(self.context_length + width)
+            self.attention = self.attention.new_zeros(0, self.length)
+        for layer, (keys, values) in zip(self.layers, layer_kv):
+            layer.add_rows(keys, values, self.context_length)
+        gap = prompt_mask.new_zeros(len(rows), self.length - self.context_length - width)
+        context = prompt_mask.new_ones(len(rows), self.context_length)
+        self.attention = torch.cat([self.attention, torch.cat([context, gap, prompt_mask], 1)])
+        self.next_position = torch.cat([self.next_position, self.context_length + prompt_mask.sum(-1)])
+        self.logits = logits if self.logits is None else torch.cat([self.logits, logits])
+        self.rows += rows
+
+    def keep(self, slots: list[int]) -> None:
+        index = torch.tensor(slots, dtype=torch.long)
+        for layer in self.layers:
+            layer.batch_select_indices(index)
+        self.attention = self.attention[index]
+        self.next_position = self.next_position[index]
+        self.logits = self.logits[index] if self.logits is not None else None
+        self.rows = [self.rows[slot] for slot in slots]
+        if not self.rows:
+            for layer in self.layers:
+                layer.empty_to(self.context_length)
+            self.attention = self.attention[:, : self.context_length]
+            return
+        # Columns after the context that no live row attends to: what finished rows left.
+        dead = int(self.attention[:, self.context_length :].argmax(dim=1).min())
+        if dead >= DEAD_COLUMNS_TO_DROP:
+            for layer in self.layers:
+                layer.drop_columns(self.context_length, self.context_length + dead)
+            self.attention = torch.cat([self.attention[:, : self.context_length], self.attention[:, self.context_length + dead :]], 1)
 
 
 class HFBackend:
@@ -152,7 +252,6 @@ class HFBackend:
         by_context: dict[tuple[int, ...], list[int]] = {}
         for index, (ids, shared) in enumerate(encoded):
             by_context.setdefault(tuple(ids[:shared]), []).append(index)
-        prompts_per_batch = max(1, self.batch_size // settings.n)
         results: list[list[Completion]] = [[] for _ in requests]
         done_requests = 0
         tokens_so_far = 0
@@ -164,120 +263,120 @@ class HFBackend:
                 on_progress(done_requests, tokens_so_far)
 
         for context, members in by_context.items():
-            context_kv = self._encode_context(list(context))
-            # Similar lengths share a batch, so little compute goes to padding.
+            # Longest prompts first: a prompt admitted later then always fits in the columns the
+            # batch already has, and the batch rarely widens.
             order = sorted(members, key=lambda i: len(encoded[i][0]), reverse=True)
-            for start in range(0, len(order), prompts_per_batch):
-                batch = order[start : start + prompts_per_batch]
-                completions = self._generate_batch(
-                    context_kv,
-                    len(context),
-                    [encoded[i][0][len(context) :] for i in batch],
-                    [requests[i].seed for i in batch],
-                    settings,
-                    report,
-                )
-                for index, prompt_completions in zip(batch, completions):
-                    results[index] = prompt_completions
-                done_requests += len(batch)
+
+            def finished(position: int, completions: list[Completion], order: list[int] = order) -> None:
+                nonlocal done_requests
+                results[order[position]] = completions
+                done_requests += 1
                 report(0)
+
+            self._generate_group(
+                list(context),
+                [encoded[i][0][len(context) :] for i in order],
+                [requests[i].seed for i in order],
+                settings,
+                finished,
+                report,
+            )
         return results
 
-    @torch.inference_mode()
-    def _encode_context(self, context: list[int]) -> list[LayerKV] | None:
-        if not context:
-            return None
-        cache = DynamicCache()
-        self.model(
-            input_ids=torch.tensor([context], device=self.device), past_key_values=cache, use_cache=True,
-            **self.last_logits_only,
+    def _forward(self, input_ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor, cache: Cache, **extra) -> torch.Tensor:
+        """Next-token logits of every row, as float32 on the CPU: sampling runs there with
+        per-sequence CPU generators, so draws are the same on any device."""
+        out = self.model(
+            input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
+            position_ids=positions.to(self.device), past_key_values=cache, use_cache=True, **extra,
         )
+        return out.logits[:, -1, :].float().cpu()
+
+    @torch.inference_mode()
+    def _encode_context(self, context: list[int]) -> list[LayerKV]:
+        if not context:
+            return []
+        cache = DynamicCache()
+        ids = torch.tensor([context])
+        self._forward(ids, torch.ones_like(ids), torch.arange(len(context))[None], cache, **self.last_logits_only)
         return [(layer.keys, layer.values) for layer in cache.layers]
 
-    def _new_cache(self, context_kv: list[LayerKV] | None, rows: int, capacity: int) -> Cache:
-        layers = [PreallocatedLayer(capacity) for _ in range(self.num_layers)]
-        for layer, (keys, values) in zip(layers, context_kv or []):
-            layer.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1))
-        return Cache(layers=layers)
+    @torch.inference_mode()
+    def _prefill(self, context_kv: list[LayerKV], context_length: int, prompts: list[list[int]], n: int):
+        """Encode prompts after the shared context: [context][left padding][prompt], padding
+        masked and positions continuing from the context. Returns the cache, mask and logits of
+        each prompt repeated for its `n` samples (the prompt is encoded once)."""
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+        prompt_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        attention = torch.cat([prompt_mask.new_ones(len(prompts), context_length), prompt_mask], dim=1)
+        positions = (context_length + prompt_mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        for index, (keys, values) in enumerate(context_kv):
+            cache.update(keys.expand(len(prompts), -1, -1, -1), values.expand(len(prompts), -1, -1, -1), index)
+        logits = self._forward(input_ids, attention, positions, cache, **self.last_logits_only)
+        layer_kv = [(layer.keys.repeat_interleave(n, 0), layer.values.repeat_interleave(n, 0)) for layer in cache.layers]
+        return layer_kv, prompt_mask.repeat_interleave(n, 0), logits.repeat_interleave(n, 0)
 
     @torch.inference_mode()
-    def _generate_batch(
+    def _generate_group(
         self,
-        context_kv: list[LayerKV] | None,
-        context_length: int,
+        context: list[int],
         prompts: list[list[int]],
         seeds: list[int],
         settings: SamplingSettings,
+        finished: Callable[[int, list[Completion]], None],
         report: Callable[[int], None],
-    ) -> list[list[Completion]]:
+    ) -> None:
+        """Decode prompts that share `context` with continuous batching: whenever `n` rows are
+        free, the next prompt is encoded and joins the running batch."""
         n = settings.n
-        width = max(len(p) for p in prompts)
-        pad = self.tokenizer.pad_token_id
-        # [shared context][left padding][prompt]: the padding is masked out and the positions
-        # continue from the context, so each row sees exactly its own prompt.
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
-        prompt_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
-        attention = torch.cat([prompt_mask.new_ones(len(prompts), context_length), prompt_mask], dim=1)
-        positions = (context_length + prompt_mask.cumsum(-1) - 1).clamp(min=0)
-        cache = self._new_cache(context_kv, len(prompts), context_length + width + settings.max_new_tokens)
-        out = self.model(
-            input_ids=input_ids, attention_mask=attention, position_ids=positions, past_key_values=cache,
-            use_cache=True, **self.last_logits_only,
-        )
-        # Sampling runs on the CPU with per-sequence CPU generators: same draws on any device.
-        logits = out.logits[:, -1, :].float().cpu()
-        if n > 1:
-            # Copy each prompt's cache n times instead of encoding the prompt n times.
-            cache.batch_repeat_interleave(n)
-            logits = logits.repeat_interleave(n, dim=0)
-            attention = attention.repeat_interleave(n, dim=0)
-            positions = positions.repeat_interleave(n, dim=0)
-        rows = len(prompts) * n
-        generators = [
-            torch.Generator().manual_seed(derive_seed(seeds[r // n], r % n)) for r in range(rows)
-        ]
-        generated: list[list[int]] = [[] for _ in range(rows)]
-        finished: dict[int, Completion] = {}
-        active = list(range(rows))  # row ids still decoding, in cache order
-        next_position = positions[:, -1] + 1
-        for _ in range(settings.max_new_tokens):
-            tokens = self._sample(logits, [generators[r] for r in active], settings)
-            report(len(active))
+        max_rows = max(1, self.batch_size // n) * n
+        context_kv = self._encode_context(context)
+        batch = _DecodeBatch(self.num_layers, max_rows, len(context), len(context) + len(prompts[0]) + settings.max_new_tokens)
+        waiting = deque(range(len(prompts)))
+        outputs: list[list[Completion | None]] = [[None] * n for _ in prompts]
+        while waiting or batch.rows:
+            admit = min(len(waiting), (max_rows - len(batch.rows)) // n)
+            if admit:
+                admitted = [waiting.popleft() for _ in range(admit)]
+                layer_kv, prompt_mask, logits = self._prefill(context_kv, len(context), [prompts[p] for p in admitted], n)
+                rows = [
+                    _Row(p, j, torch.Generator().manual_seed(derive_seed(seeds[p], j))) for p in admitted for j in range(n)
+                ]
+                batch.add(rows, layer_kv, prompt_mask, logits)
+            tokens = self._sample(batch.logits, [row.generator for row in batch.rows], settings)
+            report(len(batch.rows))
             keep = []
-            for slot, row in enumerate(active):
-                token = int(tokens[slot])
-                if token in self.eos_ids:
-                    finished[row] = self._completion(generated[row], settings, "stop", extra_tokens=1)
+            for slot, row in enumerate(batch.rows):
+                completion = self._advance(row, int(tokens[slot]), settings)
+                if completion is None:
+                    keep.append(slot)
                     continue
-                generated[row].append(token)
-                text, cut = finish_text(self._decode(generated[row]), settings)
-                if cut:
-                    finished[row] = Completion(text=text, num_tokens=len(generated[row]), finish_reason="stop")
-                    continue
-                keep.append(slot)
-            if not keep:
-                break
-            if len(keep) < len(active):
-                index = torch.tensor(keep, device=self.device)
-                cache.batch_select_indices(index)
-                attention = attention[index]
-                next_position = next_position[index]
+                outputs[row.prompt][row.sample] = completion
+                if all(outputs[row.prompt]):
+                    finished(row.prompt, outputs[row.prompt])  # type: ignore[arg-type]
+            if len(keep) < len(batch.rows):
+                batch.keep(keep)
                 tokens = tokens[keep]
-                active = [active[slot] for slot in keep]
-            attention = torch.cat([attention, attention.new_ones(len(active), 1)], dim=1)
-            out = self.model(
-                input_ids=tokens[:, None].to(self.device),
-                attention_mask=attention,
-                position_ids=next_position[:, None],
-                past_key_values=cache,
-                use_cache=True,
-            )
-            logits = out.logits[:, -1, :].float().cpu()
-            next_position = next_position + 1
-        for row in range(rows):
-            if row not in finished:
-                finished[row] = self._completion(generated[row], settings, "length")
-        return [[finished[p * n + j] for j in range(n)] for p in range(len(prompts))]
+            if not batch.rows:
+                continue
+            batch.attention = torch.cat([batch.attention, batch.attention.new_ones(len(batch.rows), 1)], dim=1)
+            batch.logits = self._forward(tokens[:, None], batch.attention, batch.next_position[:, None], batch.cache)
+            batch.next_position += 1
+
+    def _advance(self, row: _Row, token: int, settings: SamplingSettings) -> Completion | None:
+        """Append the sampled token; the row's completion if that ends it."""
+        if token in self.eos_ids:
+            return self._completion(row.tokens, settings, "stop", extra_tokens=1)
+        row.tokens.append(token)
+        text, cut = finish_text(self._decode(row.tokens), settings)
+        if cut:
+            return Completion(text=text, num_tokens=len(row.tokens), finish_reason="stop")
+        if len(row.tokens) == settings.max_new_tokens:
+            return self._completion(row.tokens, settings, "length")
+        return None
 
     def _decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
