@@ -112,9 +112,12 @@ def tokenizers_under_test(tiny_tokenizer):
 
 
 @pytest.mark.parametrize("template", [SHORT_PROMPT, PromptTemplate(system="Be brief.")], ids=["one-turn", "multi-turn"])
-def test_only_completion_and_end_of_turn_are_trained(tiny_tokenizer, template: PromptTemplate) -> None:
+# A sampled completion can start with a newline, which a tokenizer would merge with the template's
+# newline before it if prompt and completion were tokenized as one text.
+@pytest.mark.parametrize("completion", ["A dolphin breathes air with lungs.\n\nAnswer: B", "\n\nA dolphin, so\nAnswer: B"],
+                         ids=["plain", "leading-newlines"])
+def test_only_completion_and_end_of_turn_are_trained(tiny_tokenizer, template: PromptTemplate, completion: str) -> None:
     question = Question(id="q", question="Which is a mammal?", choices=["shark", "dolphin"], labels=["A", "B"], answer="B")
-    completion = "A dolphin breathes air with lungs.\n\nAnswer: B"
     example = TrainExample(
         question_id="q", prompt=build_messages(question, template), completion=completion, sampler="rs", stage="self"
     )

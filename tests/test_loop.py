@@ -33,7 +33,9 @@ def write_recipe(folder: Path, tiny_model: Path, questions: Path, **changes) -> 
         "iterations": 2,
         "sampler": "pps",
         "seed": 1,
-        "sample": {"backend": "hf", "max_new_tokens": 32, "num_samples": 4},
+        # The tiny model writes an answer line in about 1 draw in 8: enough draws that every
+        # iteration keeps some whatever the seed.
+        "sample": {"backend": "hf", "max_new_tokens": 48, "num_samples": 8},
         "filter": {"min_words": 0},
         "finetune": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3},
         "evaluate": {"backend": "hf", "max_new_tokens": 16},

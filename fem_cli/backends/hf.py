@@ -263,8 +263,8 @@ class HFBackend:
                 on_progress(done_requests, tokens_so_far)
 
         for context, members in by_context.items():
-            # Longest prompts first: a prompt admitted later then always fits in the columns the
-            # batch already has, and the batch rarely widens.
+            # Longest prompts first: a prompt that joins later always fits in the columns the
+            # running batch already has, so no live row's cache ever needs to move right.
             order = sorted(members, key=lambda i: len(encoded[i][0]), reverse=True)
 
             def finished(position: int, completions: list[Completion], order: list[int] = order) -> None:

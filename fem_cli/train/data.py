@@ -49,8 +49,11 @@ class TokenizedData:
 def tokenize_example(tokenizer: Any, example: TrainExample, where: str) -> Features:
     """input_ids of prompt + completion; labels equal to them on the completion, -100 elsewhere.
 
-    The boundary is found in tokens, not characters: the prompt is tokenized alone and must be a
-    token prefix of the full text, otherwise a merge across the boundary would shift the mask.
+    The prompt and the rest of the rendered text are tokenized apart and joined, so the model
+    trains on the prompt tokens it sees at inference, followed by the completion from a token
+    boundary, as generated text starts. Tokenizing the whole text at once can merge across the
+    boundary (a completion that starts with a newline, after the template's own newline) and
+    leave no token where the completion begins.
     """
     messages = list(example.prompt)
     prompt_text = render(tokenizer, messages)
@@ -63,10 +66,9 @@ def tokenize_example(tokenizer: Any, example: TrainExample, where: str) -> Featu
     # Chat templates write their own special tokens (BOS included where the model wants one).
     add_special = not getattr(tokenizer, "chat_template", None)
     prompt_ids = tokenizer(prompt_text, add_special_tokens=add_special)["input_ids"]
-    input_ids = tokenizer(full_text, add_special_tokens=add_special)["input_ids"]
+    rest_ids = tokenizer(full_text[len(prompt_text) :], add_special_tokens=False)["input_ids"]
+    input_ids = prompt_ids + rest_ids
     start = len(prompt_ids)
-    if input_ids[:start] != prompt_ids:
-        raise FemError(f"{where}: the prompt tokens are not a prefix of the prompt + completion tokens")
     end = _end_of_turn(input_ids, start, tokenizer.eos_token_id)
     if end <= start:
         raise FemError(f"{where}: the completion renders to no tokens")
