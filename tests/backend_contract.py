@@ -51,8 +51,10 @@ def check_answer_stop(outputs, max_new_tokens: int) -> int:
 def check_seeded(backend, requests) -> None:
     settings = SamplingSettings(n=2, temperature=1.0, max_new_tokens=24)
     first = backend.generate(requests, settings)
-    again = backend.generate(requests, settings)
-    assert [[c.text for c in cs] for cs in first] == [[c.text for c in cs] for cs in again]
+    # Repeated, since a backend whose batches depend on timing repeats only most of the time.
+    for _ in range(3):
+        again = backend.generate(requests, settings)
+        assert [[c.text for c in cs] for cs in again] == [[c.text for c in cs] for cs in first]
     # A request's samples do not depend on its neighbours: alone it gets the same texts.
     alone = backend.generate(requests[1:2], settings)
     assert [c.text for c in alone[0]] == [c.text for c in first[1]]

@@ -215,8 +215,10 @@ class HFBackend:
         self.eos_ids = self._end_of_turn_ids()
         # Prefill needs the logits of the last position only; the rest would be a
         # (prompt length x vocabulary) matrix per prompt, computed and thrown away.
-        accepts_logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
-        self.last_logits_only = {"logits_to_keep": 1} if accepts_logits_to_keep else {}
+        forward_parameters = inspect.signature(self.model.forward).parameters
+        self.last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in forward_parameters else {}
+        # transformers 5.2x renamed `past_key_values` to `cache` (the old name goes in 5.40).
+        self.cache_argument = "cache" if "cache" in forward_parameters else "past_key_values"
 
     def _end_of_turn_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -288,7 +290,7 @@ class HFBackend:
         per-sequence CPU generators, so draws are the same on any device."""
         out = self.model(
             input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-            position_ids=positions.to(self.device), past_key_values=cache, use_cache=True, **extra,
+            position_ids=positions.to(self.device), use_cache=True, **{self.cache_argument: cache}, **extra,
         )
         return out.logits[:, -1, :].float().cpu()
 
