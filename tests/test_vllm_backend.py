@@ -67,14 +67,20 @@ def test_vllm_and_hf_agree_on_the_contract(vllm_backend, arc_questions):
 
 
 def test_fem_sample_with_vllm_through_the_cli(shared_data, tmp_path):
-    out = tmp_path / "samples.jsonl"
-    command = [
-        sys.executable, "-m", "fem_cli", "sample", "--model", "smollm2", "--task", "arc_easy",
-        "--split", "validation", "--data-dir", str(shared_data), "--limit", "8", "--sampler", "star",
-        "--num-samples", "2", "--max-new-tokens", "96", "--backend", "vllm", "--out", str(out),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 0, result.stderr[-2000:]
+    def sample(out):
+        command = [
+            sys.executable, "-m", "fem_cli", "sample", "--model", "smollm2", "--task", "arc_easy",
+            "--split", "validation", "--data-dir", str(shared_data), "--limit", "8", "--sampler", "star",
+            "--num-samples", "2", "--max-new-tokens", "96", "--backend", "vllm", "--out", str(out),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert result.returncode == 0, result.stderr[-2000:]
+
+    out, again = tmp_path / "samples.jsonl", tmp_path / "again.jsonl"
+    sample(out)
+    # The same command in a new process and engine: the same file, byte for byte.
+    sample(again)
+    assert out.read_bytes() == again.read_bytes()
     samples = read_jsonl(out, Sample)
     assert {s.generation.backend for s in samples} == {"vllm"}
     first = [s for s in samples if s.stage == "self"]
