@@ -1,9 +1,10 @@
 """Reading a model's output: which choice it answered, where its answer line ends, whether it leaks.
 
-`extract_answer` turns a completion into one of the question's labels (or None) and is the reward of
-every sampler and the scorer of generative evaluation. `answer_line_end` lets the generation backends
-stop decoding once the answer line is complete. `find_hint_leak` drops hinted rationales that admit
-the answer was given to them, so that fine-tuning never teaches the model to cite a missing hint.
+`extract_answer` turns a completion into one of the question's labels (or None) and is the scorer
+of generative evaluation; `reward` compares it with the gold label for every sampler and `fem
+filter`. `answer_line_end` lets the generation backends stop decoding once the answer line is
+complete. `find_hint_leak` drops hinted rationales that admit the answer was given to them, so that
+fine-tuning never teaches the model to cite a missing hint.
 
     extract_answer("...so it is a mammal.\\nAnswer: B", ["A", "B"], ["shark", "dolphin"])  # -> "B"
 """
@@ -68,6 +69,13 @@ def extract_answer(text: str, labels: Sequence[str], choices: Sequence[str]) -> 
             if decided:
                 return label
     return _last_line_label(clean, labels)
+
+
+def reward(text: str, labels: Sequence[str], choices: Sequence[str], gold: str) -> tuple[str | None, float]:
+    """(the extracted answer, 1.0 if it is the gold label else 0.0): how samplers and `fem filter`
+    score a completion."""
+    extracted = extract_answer(text, labels, choices)
+    return extracted, float(extracted == gold)
 
 
 def _bodies(pattern: re.Pattern[str], text: str) -> Iterator[str]:

@@ -16,13 +16,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Optional
 
-from fem_cli.answers import find_hint_leak
+from fem_cli.answers import find_hint_leak, reward
 from fem_cli.config import option
 from fem_cli.errors import FemError
 from fem_cli.jsonl import iter_jsonl, write_json, write_jsonl
 from fem_cli.provenance import provenance
 from fem_cli.records import Sample, TrainExample
-from fem_cli.samplers.base import reward
 
 
 @dataclasses.dataclass

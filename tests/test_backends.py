@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 
@@ -70,6 +71,19 @@ def test_unknown_backend_is_refused():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
+def test_vllm_environment_is_set_only_while_the_engine_starts(tiny_model, monkeypatch):
+    from fem_cli.backends.vllm import _engine_environment
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "9")  # the user's own setting wins and stays
+    with _engine_environment(resolve_model(str(tiny_model))):
+        assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+        assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "9"
+    assert "HF_HUB_OFFLINE" not in os.environ and "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "9"
+
+
 def test_auto_falls_back_to_hf_and_vllm_says_how_to_install(tiny_model):
     assert choose_backend("auto") == ("hf", "auto: vLLM is not installed")
     with pytest.raises(FemError, match="pip install 'fem\\[vllm\\]'"):

@@ -324,6 +324,15 @@ def test_sample_swap_augment_trains_both_orders(tiny_model: Path, pairs_file: Pa
     assert summary["swap_augment"] is True and summary["prompt_style"] == "judge"
 
 
+def test_sharded_swap_augment_keeps_each_pair_in_one_shard(tiny_model: Path, pairs_file: Path, tmp_path: Path) -> None:
+    samples = tmp_path / "shard1.jsonl"
+    result = runner.invoke(app, ["sample", "--model", str(tiny_model), "--task", str(pairs_file), "--backend", "hf",
+                                 "--sampler", "rs", "--num-samples", "1", "--budget", "1", "--max-new-tokens", "4",
+                                 "--swap-augment", "--shard", "1/2", "--threads", "1", "--out", str(samples)])
+    assert result.exit_code == 0, result.output
+    assert [r.question_id for r in read_jsonl(samples, Sample)] == ["p1", "p1~swap", "p3", "p3~swap"]
+
+
 def test_report_shows_calibration_error_per_iteration() -> None:
     accuracy = {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 100}
     iterations = [

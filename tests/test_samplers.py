@@ -106,7 +106,7 @@ def test_unknown_sampler_names_the_choices():
 def _sample(question: Question, text: str, hinted: bool, stage: str = "hinted"):
     template = PromptTemplate()
     from fem_cli.prompts import build_messages
-    from fem_cli.samplers.base import reward
+    from fem_cli.answers import reward
 
     extracted, score = reward(text, question.labels, question.choices, question.answer)
     from fem_cli.records import Sample

@@ -9,8 +9,9 @@ so the text is cut after the answer line afterwards (the token count keeps what 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from fem_cli.backends.base import (
     Completion,
@@ -36,6 +37,30 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
+@contextlib.contextmanager
+def _engine_environment(model: ResolvedModel) -> Iterator[None]:
+    """vLLM's environment variables fem needs, set for the block and removed after it."""
+    wanted = {
+        # The CPU build sizes its KV cache from this (GiB); 4 holds SmolLM2 batches comfortably.
+        "VLLM_CPU_KVCACHE_SPACE": "4",
+        # The engine core in this process: every request is queued before the first step. In its
+        # own process it starts stepping while requests still arrive, so the batches, and through
+        # their rounding the sampled texts, depend on timing (seen under load: 3 of 5 identical
+        # repeats). In-process was also faster on 2 CPU cores (560 vs 320 tok/s).
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    }
+    if model.is_local:
+        wanted["HF_HUB_OFFLINE"] = "1"  # a local model needs no hub look-up
+    added = [name for name in wanted if name not in os.environ]
+    for name in added:
+        os.environ[name] = wanted[name]
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 class VLLMBackend:
     name = "vllm"
 
@@ -53,41 +78,36 @@ class VLLMBackend:
     ) -> None:
         if not vllm_available():
             raise FemError(INSTALL_HINT)
-        if model.is_local:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        # The CPU build sizes its KV cache from this (GiB); 4 holds SmolLM2 batches comfortably.
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
-        # The engine core in this process: every request is queued before the first step. In its
-        # own process it starts stepping while requests still arrive, so the batches, and through
-        # their rounding the sampled texts, depend on timing (seen under load: 3 of 5 identical
-        # repeats). In-process was also faster on 2 CPU cores (560 vs 320 tok/s).
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        from vllm import LLM
+        # vLLM reads its settings from environment variables while it is imported and while the
+        # engine is built; they are set only for that span (and only where the user has not set
+        # them), so the rest of the process (a notebook, a test, the hf backend) is unaffected.
+        with _engine_environment(model):
+            from vllm import LLM
 
-        self.tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
-        self.max_num_batched_tokens = max_num_batched_tokens
-        self.lora_request = None
-        lora_args = {}
-        if model.adapter:
-            from vllm.lora.request import LoRARequest
+            self.tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
+            self.max_num_batched_tokens = max_num_batched_tokens
+            self.lora_request = None
+            lora_args = {}
+            if model.adapter:
+                from vllm.lora.request import LoRARequest
 
-            self.lora_request = LoRARequest("fem-adapter", 1, model.adapter)
-            lora_args = {"enable_lora": True, "max_lora_rank": 64}
-        self.llm = LLM(
-            model=model.path,
-            tokenizer=model.path,
-            dtype=dtype,
-            max_model_len=max_model_len,
-            # Above the prompt tokens of any batch we send: with per-request seeds, chunked
-            # prefill crashes the CPU engine ("CPU Generator does not use offset").
-            max_num_batched_tokens=max_num_batched_tokens,
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            enable_prefix_caching=enable_prefix_caching,
-            seed=seed,
-            trust_remote_code=trust_remote_code,
-            **lora_args,
-        )
+                self.lora_request = LoRARequest("fem-adapter", 1, model.adapter)
+                lora_args = {"enable_lora": True, "max_lora_rank": 64}
+            self.llm = LLM(
+                model=model.path,
+                tokenizer=model.path,
+                dtype=dtype,
+                max_model_len=max_model_len,
+                # Above the prompt tokens of any batch we send: with per-request seeds, chunked
+                # prefill crashes the CPU engine ("CPU Generator does not use offset").
+                max_num_batched_tokens=max_num_batched_tokens,
+                tensor_parallel_size=tensor_parallel_size,
+                gpu_memory_utilization=gpu_memory_utilization,
+                enable_prefix_caching=enable_prefix_caching,
+                seed=seed,
+                trust_remote_code=trust_remote_code,
+                **lora_args,
+            )
 
     def close(self) -> None:
         del self.llm

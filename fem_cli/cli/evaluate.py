@@ -12,6 +12,7 @@ from rich.table import Table
 from fem_cli.cli.main import app
 from fem_cli.cli.options import config_command
 from fem_cli.evaluation import RESULTS_FILE, EvaluateConfig, run_evaluate
+from fem_cli.evaluation.metrics import format_accuracy
 
 EXAMPLES = """Examples:
 
@@ -23,10 +24,6 @@ EXAMPLES = """Examples:
 
   fem evaluate --model smollm2 --task judge_pairs --data-dir ../shared/data --limit 50 --swap-augment --out eval/judge
 """
-
-
-def _accuracy(entry: dict[str, Any]) -> str:
-    return f"{entry['value']:.1%} [{entry['ci_low']:.1%}, {entry['ci_high']:.1%}]"
 
 
 def _optional(value: float | None, pattern: str) -> str:
@@ -69,8 +66,8 @@ def evaluate(cfg: EvaluateConfig) -> None:
         calibration = metrics.get("calibration", {})
         consistency = metrics.get("position_consistency")
         table.add_row(
-            task, results["protocol"], str(summary["questions"]), _accuracy(metrics["accuracy"]),
-            _accuracy(metrics["acc_norm"]) if "acc_norm" in metrics else "-",
+            task, results["protocol"], str(summary["questions"]), format_accuracy(metrics["accuracy"]),
+            format_accuracy(metrics["acc_norm"]) if "acc_norm" in metrics else "-",
             _optional(calibration.get("ece"), ".3f"), _optional(calibration.get("brier"), ".3f"),
             _optional(metrics.get("parse_failure_rate"), ".1%"), _optional(metrics.get("mean_rationale_tokens"), ".1f"),
             *([_consistency(consistency)] if swapped else []),

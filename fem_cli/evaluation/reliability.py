@@ -1,8 +1,8 @@
 """The reliability diagram of one task: accuracy against confidence in the 15 calibration bins.
 
 Bars show each bin's accuracy, a dot its mean confidence; the diagonal is perfect calibration
-and the title carries the ECE. Written with matplotlib's Agg backend (no display needed), to a
-temporary file first and renamed.
+and the title carries the ECE. Written without a display (see fem_cli.plotting), to a temporary
+file first and renamed.
 
     write_reliability_diagram(Path("eval/judge_pairs.reliability.png"), "judge_pairs", calibration)
 """
@@ -12,17 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fem_cli.plotting import pyplot, save_png
+from fem_cli.plotting import new_figure, save_png
 
 
 def write_reliability_diagram(path: Path, task: str, calibration: dict[str, Any]) -> Path:
-    plt = pyplot()
-
     bins = calibration["bins"]
     edges = bins["edges"]
     width = edges[1] - edges[0]
     centers = [low + width / 2 for low in edges[:-1]]
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    figure = new_figure((5, 6))
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     filled = [i for i, count in enumerate(bins["counts"]) if count]
     top.bar([centers[i] for i in filled], [bins["accuracy"][i] for i in filled], width=width * 0.95,
             color="tab:blue", edgecolor="black", label="accuracy")

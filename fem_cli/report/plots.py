@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fem_cli.plotting import pyplot, save_png
+from fem_cli.plotting import new_figure, save_png
 from fem_cli.report.collect import IterationFigures
 from fem_cli.report.tables import calibration_error, eval_tasks
 
 
 def plot_runs(runs: dict[str, list[IterationFigures]], out: Path) -> list[Path]:
-    plt = pyplot()
     written = []
     tasks = eval_tasks([f for iterations in runs.values() for f in iterations])
     if tasks:
-        figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+        figure = new_figure((5 * len(tasks), 4))
+        axes = figure.subplots(1, len(tasks), squeeze=False)
         for axis, task in zip(axes[0], tasks):
             for name, iterations in runs.items():
                 points = [(f.iteration, f.accuracy[task]) for f in iterations if task in f.accuracy]
@@ -31,7 +31,8 @@ def plot_runs(runs: dict[str, list[IterationFigures]], out: Path) -> list[Path]:
         written.append(save_png(figure, out / "accuracy.png"))
     calibrated = [t for t in tasks if any(calibration_error(f, t) is not None for its in runs.values() for f in its)]
     if calibrated:
-        figure, axes = plt.subplots(1, len(calibrated), figsize=(5 * len(calibrated), 4), squeeze=False)
+        figure = new_figure((5 * len(calibrated), 4))
+        axes = figure.subplots(1, len(calibrated), squeeze=False)
         for axis, task in zip(axes[0], calibrated):
             for name, iterations in runs.items():
                 points = [(f.iteration, calibration_error(f, task)) for f in iterations]
@@ -47,7 +48,8 @@ def plot_runs(runs: dict[str, list[IterationFigures]], out: Path) -> list[Path]:
         ("acceptance_rate", "E-step acceptance rate", "acceptance.png"),
         ("mean_rationale_tokens", "mean rationale length (tokens)", "rationale_length.png"),
     ):
-        figure, axis = plt.subplots(figsize=(5, 4))
+        figure = new_figure((5, 4))
+        axis = figure.subplots()
         for name, iterations in runs.items():
             points = [(f.iteration, getattr(f, attribute)) for f in iterations if getattr(f, attribute) is not None]
             if points:

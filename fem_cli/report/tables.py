@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from fem_cli.evaluation.metrics import format_accuracy
 from fem_cli.report.collect import IterationFigures
 
 
 def _percent(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"
-
-
-def _accuracy(entry: dict[str, float] | None) -> str:
-    if not entry:
-        return ""
-    return f"{entry['value']:.1%} [{entry['ci_low']:.1%}, {entry['ci_high']:.1%}]"
 
 
 def eval_tasks(iterations: list[IterationFigures]) -> list[str]:
@@ -28,7 +23,8 @@ def calibration_error(figures: IterationFigures, task: str) -> float | None:
 
 
 def _task_columns(f: IterationFigures, task: str, with_ece: bool) -> list[str]:
-    cells = [_accuracy(f.accuracy.get(task))]
+    entry = f.accuracy.get(task)
+    cells = [format_accuracy(entry) if entry else ""]
     if with_ece:
         ece = calibration_error(f, task)
         cells.append("" if ece is None else f"{ece:.3f}")

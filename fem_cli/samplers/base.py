@@ -11,16 +11,11 @@ import dataclasses
 import time
 from typing import Callable, Sequence
 
-from fem_cli.answers import extract_answer
+from fem_cli.answers import reward
 from fem_cli.backends.base import GenerationBackend, GenerationRequest, SamplingSettings
 from fem_cli.prompts import PromptTemplate, build_messages, hint_text
 from fem_cli.records import GenerationSettings, Question, Sample
 from fem_cli.seeding import derive_seed
-
-
-def reward(text: str, question_labels: Sequence[str], choices: Sequence[str], gold: str) -> tuple[str | None, float]:
-    extracted = extract_answer(text, question_labels, choices)
-    return extracted, float(extracted == gold)
 
 
 @dataclasses.dataclass

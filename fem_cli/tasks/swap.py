@@ -34,7 +34,9 @@ def swapped(question: Question) -> Question:
 
 
 def swap_augment(questions: Sequence[Question]) -> list[Question]:
-    """Each question followed by its swapped copy (so a pair stays together in any shard)."""
+    """Each question followed by its swapped copy. `fem sample` shards the questions first and
+    augments each shard (never the reverse: shard i/n of this list would split pairs), so a pair
+    never spans two shards."""
     return [variant for question in questions for variant in (question, swapped(question))]
 
 
