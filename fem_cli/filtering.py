@@ -22,6 +22,7 @@ from fem_cli.errors import FemError
 from fem_cli.jsonl import iter_jsonl, write_json, write_jsonl
 from fem_cli.provenance import provenance
 from fem_cli.records import Sample, TrainExample
+from fem_cli.runs import stats_path
 
 
 @dataclasses.dataclass
@@ -110,10 +111,6 @@ def select(samples: list[Sample], cfg: FilterConfig) -> tuple[list[TrainExample]
             )
         )
     return kept, stats
-
-
-def stats_path(out: str | Path) -> Path:
-    return Path(f"{out}.stats.json")
 
 
 def run_filter(cfg: FilterConfig) -> tuple[Path, dict]:

@@ -23,6 +23,7 @@ from fem_cli.models import resolve_model
 from fem_cli.prompts import PromptTemplate, check_style
 from fem_cli.provenance import provenance
 from fem_cli.records import GenerationSettings, Question
+from fem_cli.runs import summary_path
 from fem_cli.samplers import SamplerOptions, get_sampler
 from fem_cli.samplers.base import Proposal
 from fem_cli.tasks import load_questions, task_prompt_style
@@ -83,10 +84,6 @@ def parse_shard(shard: str) -> tuple[int, int]:
     if not (count >= 1 and 0 <= index < count):
         raise ValueError(f"shard {shard!r}: need 0 <= i < n")
     return index, count
-
-
-def summary_path(out: str | Path) -> Path:
-    return Path(f"{out}.summary.json")
 
 
 def run_sample(

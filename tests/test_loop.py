@@ -3,6 +3,7 @@ refusal of a changed config, the report's table and plots, and the shipped recip
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,10 +16,17 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from fem_cli import runs
 from fem_cli.cli.main import app
 from fem_cli.config import build_config
+from fem_cli.errors import FemError
+from fem_cli.evaluation import run_evaluate
+from fem_cli.filtering import run_filter
 from fem_cli.loop.config import LoopConfig, stage_config
 from fem_cli.loop.run import plan
+from fem_cli.loop.state import RunState
+from fem_cli.report.collect import collect_run
+from fem_cli.sample import run_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -143,6 +151,30 @@ def test_report_writes_table_and_plots(finished_run, tmp_path):
     table = (tmp_path / "report" / "report.md").read_text()
     assert "| iteration | questions accuracy [95% CI] | questions ECE | acceptance |" in table
     assert len([line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]) == 3
+
+
+def test_report_reads_the_names_the_stages_write(tmp_path, tiny_model, questions_file, monkeypatch):
+    # Every name renamed in fem_cli.runs: the stages write there and the report still finds it all.
+    monkeypatch.setattr(runs, "STAGE_OUTPUTS", {"sample": "draws.jsonl", "filter": "kept.jsonl", "finetune": "weights", "evaluate": "scores"})
+    monkeypatch.setattr(runs, "RESULTS_FILE", "metrics.json")
+    monkeypatch.setattr(runs, "SUMMARY_SUFFIX", ".drawn.json")
+    monkeypatch.setattr(runs, "STATS_SUFFIX", ".counts.json")
+    monkeypatch.setattr(runs, "RUN_FILE", "record.json")
+    cfg = build_config(LoopConfig, overrides={
+        "model": str(tiny_model), "task": str(questions_file), "iterations": 1, "runs_dir": str(tmp_path),
+        "train_limit": 4, "eval_limit": 4,
+        "sample": {"backend": "hf", "max_new_tokens": 8, "num_samples": 2, "threads": 1},
+        "filter": {"min_words": 0}, "evaluate": {"backend": "hf", "max_new_tokens": 8, "threads": 1},
+    })
+    RunState.open(cfg)
+    run_evaluate(stage_config(cfg, "evaluate", 0, cfg.run_dir), on_status=lambda line: None)
+    run_sample(stage_config(cfg, "sample", 1, cfg.run_dir), on_status=lambda line: None)
+    with contextlib.suppress(FemError):  # the statistics are written even if no sample survives
+        run_filter(stage_config(cfg, "filter", 1, cfg.run_dir))
+    assert (cfg.run_dir / "iter-1" / "draws.jsonl.drawn.json").is_file()
+    base, first = collect_run(cfg.run_dir)
+    assert base.accuracy[questions_file.stem]["n"] == 4
+    assert first.samples == 8 and first.kept is not None
 
 
 def test_report_refuses_a_folder_that_is_not_a_run(tmp_path):

@@ -16,14 +16,12 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.text import Text
 
-from fem_cli.cli.main import app
 from fem_cli.errors import FemError
 from fem_cli.prompts import PROMPT_STYLES, PromptTemplate, build_messages, render
 from fem_cli.tasks import load_questions, task_prompt_style
 from fem_cli.tasks import swap
 
 data_app = typer.Typer(help="Inspect task data.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
 
 
 @data_app.command(

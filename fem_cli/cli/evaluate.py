@@ -9,10 +9,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fem_cli.cli.main import app
 from fem_cli.cli.options import config_command
-from fem_cli.evaluation import RESULTS_FILE, EvaluateConfig, run_evaluate
+from fem_cli.evaluation import EvaluateConfig, run_evaluate
 from fem_cli.evaluation.metrics import format_accuracy
+from fem_cli.runs import results_path
 
 EXAMPLES = """Examples:
 
@@ -36,7 +36,7 @@ def _consistency(entry: dict[str, Any] | None) -> str:
     return f"{entry['value']:.1%} ({entry['consistent']}/{entry['both_parsed']} pairs)"
 
 
-@config_command(app, EvaluateConfig, name="evaluate", epilog=EXAMPLES)
+@config_command(EvaluateConfig, name="evaluate", epilog=EXAMPLES)
 def evaluate(cfg: EvaluateConfig) -> None:
     """Evaluate a model (alias, folder, LoRA adapter, hub id) on tasks: generative answers or
     lm-eval's log-likelihood protocol, with accuracy and calibration (ECE, Brier, reliability
@@ -53,7 +53,7 @@ def evaluate(cfg: EvaluateConfig) -> None:
             bar.update(bars[task], completed=done)
 
         out = run_evaluate(cfg, on_status=lambda line: console.print(line), progress=progress)
-    results = json.loads((out / RESULTS_FILE).read_text())
+    results = json.loads(results_path(out).read_text())
     table = Table(title=f"fem evaluate {results['model']} ({results['split']}) -> {out}")
     columns = ["task", "protocol", "n", "accuracy [95% CI]", "acc_norm", "ECE", "Brier", "parse failures", "mean tokens"]
     swapped = any("position_consistency" in summary["metrics"] for summary in results["tasks"].values())

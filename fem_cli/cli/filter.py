@@ -5,7 +5,6 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from fem_cli.cli.main import app
 from fem_cli.cli.options import config_command
 from fem_cli.filtering import FilterConfig, run_filter
 
@@ -17,7 +16,7 @@ EXAMPLES = """Examples:
 """
 
 
-@config_command(app, FilterConfig, name="filter", epilog=EXAMPLES)
+@config_command(FilterConfig, name="filter", epilog=EXAMPLES)
 def filter_samples(cfg: FilterConfig) -> None:
     """Recompute rewards, drop leaks, duplicates and too-short rationales, write training examples."""
     out, stats = run_filter(cfg)

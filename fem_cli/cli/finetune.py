@@ -15,7 +15,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fem_cli.cli.main import app
 from fem_cli.cli.options import config_command
 from fem_cli.train.config import FinetuneConfig
 
@@ -29,7 +28,7 @@ EXAMPLES = """Examples:
 """
 
 
-@config_command(app, FinetuneConfig, name="finetune", epilog=EXAMPLES)
+@config_command(FinetuneConfig, name="finetune", epilog=EXAMPLES)
 def finetune_command(cfg: FinetuneConfig) -> None:
     """Fine-tune a model on filtered rationales (the M-step), with the loss on completions only."""
     from fem_cli.train.finetune import MARKER, run_finetune  # lazy: pulls in torch and transformers

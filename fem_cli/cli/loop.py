@@ -5,7 +5,6 @@ from __future__ import annotations
 from rich.console import Console
 from rich.rule import Rule
 
-from fem_cli.cli.main import app
 from fem_cli.cli.options import config_command
 from fem_cli.loop.config import LoopConfig
 from fem_cli.loop.run import plan, run_loop
@@ -23,7 +22,7 @@ EXAMPLES = """Examples:
 """
 
 
-@config_command(app, LoopConfig, name="loop", epilog=EXAMPLES)
+@config_command(LoopConfig, name="loop", epilog=EXAMPLES)
 def loop(cfg: LoopConfig) -> None:
     """Run EM iterations: sample -> filter -> finetune -> evaluate; rerun the same command to resume."""
     console = Console(stderr=True)

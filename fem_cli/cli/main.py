@@ -1,5 +1,6 @@
 """`fem`: the command-line entry point. Each command lives in its own module and only builds a
-config and calls the library; bad input (FemError) is printed as one line with exit code 2.
+config and calls the library; this module puts them all on one app (the command modules never
+import it back). Bad input (FemError) is printed as one line with exit code 2.
 
     fem --help
 """
@@ -10,6 +11,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from fem_cli.cli import data, evaluate, filter, finetune, loop, models, report, sample, tasks
 from fem_cli.errors import FemError
 
 
@@ -33,8 +35,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+for command in (evaluate.evaluate, filter.filter_samples, finetune.finetune_command, loop.loop, report.report,
+                sample.sample, tasks.tasks_command):
+    command.register(app)
+app.add_typer(data.data_app, name="data")
+app.add_typer(models.models_app, name="models")
+
 
 def main() -> None:
     app()
-
-from fem_cli.cli import data, evaluate, filter, finetune, loop, models, report, sample, tasks  # noqa: E402,F401  (registers commands)

@@ -6,13 +6,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fem_cli.cli.main import app
 from fem_cli.config import did_you_mean
 from fem_cli.errors import FemError
 from fem_cli.models import ALIASES, prepare_smollm2, prepared_folder
 
 models_app = typer.Typer(help="Model aliases and the embedded offline model.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
 
 
 @models_app.command("list", epilog="Example:\n\n  fem models list")

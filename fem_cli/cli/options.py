@@ -5,8 +5,10 @@ Every field of a command's config becomes a `--field-name` option with the field
 so precedence is exactly defaults < recipe < flags. Nested sections (e.g. `prompt`, a loop's `finetune:`) are
 set from recipes only.
 
-    @config_command(app, SampleConfig, name="sample", epilog="fem sample --model smollm2 ...")
+    @config_command(SampleConfig, name="sample", epilog="fem sample --model smollm2 ...")
     def sample(cfg: SampleConfig) -> None: ...
+
+    sample.register(app)  # in fem_cli.cli.main, which lists every command
 """
 
 from __future__ import annotations
@@ -46,10 +48,29 @@ def cli_fields(config_type: type) -> list[dataclasses.Field]:
     ]
 
 
-def config_command(app: typer.Typer, config_type: type, name: str, epilog: str, help: str | None = None) -> Callable:
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One `fem` command, not yet on an app: each cli module declares its own and
+    `fem_cli.cli.main` registers them all, so no command module imports the app."""
+
+    name: str
+    callback: Callable[..., Any]
+    epilog: str
+
+    def register(self, app: typer.Typer) -> None:
+        app.command(name=self.name, epilog=self.epilog)(self.callback)
+
+
+def command(name: str, epilog: str) -> Callable[[Callable[..., Any]], Command]:
+    """A plain Typer command function (its parameters are its options) as a `Command`."""
+    return lambda callback: Command(name, callback, epilog)
+
+
+def config_command(config_type: type, name: str, epilog: str, help: str | None = None) -> Callable[[Callable[[Any], Any]], Command]:
+    """A command whose options are `config_type`'s fields; `run(cfg)` is called with the config."""
     hints = typing.get_type_hints(config_type)
 
-    def decorate(run: Callable[[Any], Any]) -> Callable:
+    def decorate(run: Callable[[Any], Any]) -> Command:
         parameters = []
         annotations: dict[str, Any] = {}
         for field in cli_fields(config_type):
@@ -70,16 +91,15 @@ def config_command(app: typer.Typer, config_type: type, name: str, epilog: str, 
         parameters.append(inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=config_info, annotation=Optional[Path]))
         annotations["config"] = Optional[Path]
 
-        def command(**kwargs: Any) -> Any:
+        def callback(**kwargs: Any) -> Any:
             recipe = kwargs.pop("config")
             overrides = {key: value for key, value in kwargs.items() if value not in (None, [], ())}
             return run(build_config(config_type, recipe=recipe, overrides=overrides))
 
-        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-        command.__annotations__ = annotations
-        command.__doc__ = help or run.__doc__
-        command.__name__ = name
-        app.command(name=name, epilog=epilog)(command)
-        return run
+        callback.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        callback.__annotations__ = annotations
+        callback.__doc__ = help or run.__doc__
+        callback.__name__ = name
+        return Command(name, callback, epilog)
 
     return decorate

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from fem_cli.cli.main import app
 from fem_cli.cli.options import config_command
 from fem_cli.report.run import ReportConfig, run_report
 from fem_cli.report.tables import iterations_table
@@ -17,7 +16,7 @@ EXAMPLES = """Examples:
 """
 
 
-@config_command(app, ReportConfig, name="report", epilog=EXAMPLES)
+@config_command(ReportConfig, name="report", epilog=EXAMPLES)
 def report(cfg: ReportConfig) -> None:
     """Tables and plots per EM iteration: accuracy with intervals, acceptance rate, rationale length."""
     out, runs = run_report(cfg)

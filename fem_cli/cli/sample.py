@@ -8,9 +8,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fem_cli.cli.main import app
 from fem_cli.cli.options import config_command
-from fem_cli.sample import SampleConfig, run_sample, summary_path
+from fem_cli.runs import summary_path
+from fem_cli.sample import SampleConfig, run_sample
 
 EXAMPLES = """Examples:
 
@@ -20,7 +20,7 @@ EXAMPLES = """Examples:
 """
 
 
-@config_command(app, SampleConfig, name="sample", epilog=EXAMPLES)
+@config_command(SampleConfig, name="sample", epilog=EXAMPLES)
 def sample(cfg: SampleConfig) -> None:
     """Draw rationales for each question from a proposal (rs, star, pps) and score them."""
     console = Console(stderr=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from fem_cli.cli.main import app
+from fem_cli.cli.options import command
 from fem_cli.tasks import TaskSpec, list_tasks
 
 
@@ -16,7 +16,7 @@ def _splits(spec: TaskSpec) -> str:
     return "\n".join(f"{split} {spec.counts[split]}" if split in spec.counts else split for split in spec.splits)
 
 
-@app.command("tasks", epilog="Example: fem tasks")
+@command("tasks", epilog="Example: fem tasks")
 def tasks_command() -> None:
     """List the benchmarks fem knows: splits with row counts, licence, hub dataset."""
     table = Table(title="fem tasks")

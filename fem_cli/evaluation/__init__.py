@@ -13,6 +13,7 @@ reliability diagram PNG), `run` (tasks in, results folder out).
 """
 
 from fem_cli.evaluation.config import EvaluateConfig
-from fem_cli.evaluation.run import RESULTS_FILE, run_evaluate
+from fem_cli.evaluation.run import run_evaluate
+from fem_cli.runs import RESULTS_FILE
 
 __all__ = ["EvaluateConfig", "RESULTS_FILE", "run_evaluate"]

@@ -26,13 +26,12 @@ from fem_cli.jsonl import write_json, write_jsonl
 from fem_cli.models import ResolvedModel, resolve_model
 from fem_cli.provenance import provenance
 from fem_cli.records import EvalRecord, Question
+from fem_cli.runs import results_path
 from fem_cli.tasks import LoadedQuestions, load_questions, task_prompt_style
 from fem_cli.tasks.swap import swap_augment, verdict_positions
 
 # The loglik protocol's confidence: the softmax over the choices' log-likelihoods.
 CHOICE_SOFTMAX = "choice_softmax"
-
-RESULTS_FILE = "results.json"
 
 
 class Evaluator(Protocol):
@@ -95,7 +94,7 @@ def run_evaluate(
         on_status(f"{task.task}: {len(task.questions)} questions{pairs} from {task.source}{style}")
     model = resolve_model(cfg.model)
     # A results.json left by an earlier run in this folder would mark this one finished too early.
-    (out / RESULTS_FILE).unlink(missing_ok=True)
+    results_path(out).unlink(missing_ok=True)
     evaluator = _evaluator(cfg, model, styles)
     confidence_source = getattr(evaluator, "confidence_source", CHOICE_SOFTMAX)
     on_status(f"protocol: {cfg.protocol} on {evaluator.settings['engine']}; model: {cfg.model} -> {model.path}")
@@ -127,7 +126,7 @@ def run_evaluate(
     finally:
         evaluator.close()
     write_json(
-        out / RESULTS_FILE,
+        results_path(out),
         {
             "model": cfg.model,
             "model_path": model.path,

@@ -20,11 +20,11 @@ from fem_cli.errors import FemError
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.filtering import FilterConfig
 from fem_cli.prompts import PromptTemplate, check_style
+from fem_cli.runs import stage_output
 from fem_cli.sample import SampleConfig
 from fem_cli.samplers import get_sampler
 from fem_cli.train.config import FinetuneConfig
 
-STAGES = ("sample", "filter", "finetune", "evaluate")
 STAGE_CONFIGS: dict[str, type] = {
     "sample": SampleConfig,
     "filter": FilterConfig,
@@ -86,19 +86,9 @@ class LoopConfig:
         return Path(self.runs_dir) / self.name
 
 
-def iteration_dir(run_dir: Path, iteration: int) -> Path:
-    return run_dir / f"iter-{iteration}"
-
-
 def model_of(cfg: LoopConfig, run_dir: Path, iteration: int) -> str:
     """The model after iteration k (k = 0: the base model)."""
-    return cfg.model if iteration == 0 else str(iteration_dir(run_dir, iteration) / "model")
-
-
-def stage_output(run_dir: Path, iteration: int, stage: str) -> Path:
-    folder = iteration_dir(run_dir, iteration)
-    return {"sample": folder / "samples.jsonl", "filter": folder / "train.jsonl",
-            "finetune": folder / "model", "evaluate": folder / "eval"}[stage]
+    return cfg.model if iteration == 0 else str(stage_output(run_dir, iteration, "finetune"))
 
 
 def stage_config(cfg: LoopConfig, stage: str, iteration: int, run_dir: Path) -> Any:

@@ -8,6 +8,8 @@ stage's full config is written next to its output, so any stage can be rerun by 
     runs/<name>/run.json
     runs/<name>/iter-0/eval/                       the base model, evaluated
     runs/<name>/iter-k/{samples.jsonl, train.jsonl, model/, eval/, <stage>.yaml}
+
+(the names are `fem_cli.runs`'s, where the report reads them too).
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import yaml
 
 from fem_cli.errors import FemError
 from fem_cli.jsonl import atomic_write
-from fem_cli.loop.config import STAGES, LoopConfig, iteration_dir, stage_config, stage_output
+from fem_cli.loop.config import LoopConfig, stage_config
 from fem_cli.loop.state import RunState
 from fem_cli.provenance import as_jsonable
+from fem_cli.runs import STAGES, stage_config_path, stage_output
 
 
 def plan(cfg: LoopConfig) -> list[tuple[int, str]]:
@@ -34,7 +37,7 @@ def plan(cfg: LoopConfig) -> list[tuple[int, str]]:
 
 def write_stage_config(cfg: LoopConfig, iteration: int, stage: str) -> Path:
     config = stage_config(cfg, stage, iteration, cfg.run_dir)
-    path = iteration_dir(cfg.run_dir, iteration) / f"{stage}.yaml"
+    path = stage_config_path(cfg.run_dir, iteration, stage)
     with atomic_write(path) as handle:
         yaml.safe_dump(as_jsonable(config), handle, sort_keys=False, allow_unicode=True)
     return path

@@ -17,8 +17,7 @@ from fem_cli.errors import FemError
 from fem_cli.jsonl import write_json
 from fem_cli.loop.config import RESUMABLE, LoopConfig
 from fem_cli.provenance import as_jsonable, provenance
-
-RUN_FILE = "run.json"
+from fem_cli.runs import run_file
 
 
 def _now() -> str:
@@ -38,7 +37,7 @@ class RunState:
     @classmethod
     def open(cls, cfg: LoopConfig) -> "RunState":
         """The existing run of this name (refused if its config differs) or a new one."""
-        path = cfg.run_dir / RUN_FILE
+        path = run_file(cfg.run_dir)
         config = as_jsonable(cfg)
         if path.is_file():
             try:

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fem_cli.errors import FemError
-from fem_cli.loop.config import iteration_dir
-from fem_cli.loop.state import RUN_FILE
+from fem_cli.runs import RUN_FILE, results_path, run_file, stage_output, stats_path, summary_path
 
 
 @dataclasses.dataclass
@@ -40,7 +39,7 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
-    record = _read(run_dir / RUN_FILE)
+    record = _read(run_file(run_dir))
     if record is None:
         raise FemError(f"{run_dir}: not a fem run folder (no {RUN_FILE})")
     return record
@@ -51,14 +50,13 @@ def collect_run(run_dir: Path) -> list[IterationFigures]:
     record = read_run(run_dir)
     iterations = []
     for k in range(int(record["config"]["iterations"]) + 1):
-        folder = iteration_dir(run_dir, k)
         figures = IterationFigures(iteration=k)
-        results = _read(folder / "eval" / "results.json")
+        results = _read(results_path(stage_output(run_dir, k, "evaluate")))
         if results:
             for task, entry in results["tasks"].items():
                 figures.accuracy[task] = entry["metrics"]["accuracy"]
                 figures.metrics[task] = entry["metrics"]
-        summary = _read(folder / "samples.jsonl.summary.json")
+        summary = _read(summary_path(stage_output(run_dir, k, "sample")))
         if summary:
             stages = summary["stages"].values()
             drawn = sum(s["samples"] for s in stages)
@@ -67,7 +65,7 @@ def collect_run(run_dir: Path) -> list[IterationFigures]:
             figures.mean_rationale_tokens = (
                 sum(s["mean_rationale_tokens"] * s["samples"] for s in stages) / drawn if drawn else 0.0
             )
-        stats = _read(folder / "train.jsonl.stats.json")
+        stats = _read(stats_path(stage_output(run_dir, k, "filter")))
         if stats:
             figures.kept = stats["kept"]
             figures.questions_with_kept = stats["questions_with_kept"]
