@@ -212,6 +212,51 @@ def test_hub_source_converts_and_filters_the_subject(monkeypatch: pytest.MonkeyP
     assert loaded.source == "Hugging Face hub cais/mmlu (virology), split validation" and loaded.path is None
 
 
+def test_a_task_added_in_one_place_runs_both_protocols(
+    monkeypatch: pytest.MonkeyPatch, tiny_model: Path, tmp_path: Path
+) -> None:
+    """A new benchmark is one TaskSpec: its hub schema's converter and its loglik format with it."""
+    import datasets
+
+    from fem_cli.evaluation import RESULTS_FILE
+    from fem_cli.records import EvalRecord
+    from fem_cli.tasks.converters import Schema
+    from fem_cli.tasks.loglik_formats import ChoiceRequest
+    from fem_cli.tasks.registry import TASKS, TaskSpec
+
+    def convert(rows, split):
+        for index, row in enumerate(rows):
+            yield Question(id=f"{split}-{index}", question=row["q"], choices=row["options"], labels=["A", "B"],
+                           answer="AB"[row["correct"]])
+
+    spec = TaskSpec(
+        name="trivia", description="two-option trivia", splits=("validation",), licence="CC0",
+        hub_id="someone/trivia", hub_config="default",
+        converter=Schema("trivia", frozenset({"q", "options", "correct"}), convert),
+        loglik_format=lambda question: ChoiceRequest(f"Q: {question.question}\nA:", list(question.choices)),
+    )
+    monkeypatch.setitem(TASKS, "trivia", spec)
+    rows = [{"q": "What is 2 plus 2?", "options": ["4", "5"], "correct": 0},
+            {"q": "Which is a colour?", "options": ["seven", "blue"], "correct": 1}]
+    monkeypatch.setattr(datasets, "load_dataset", lambda hub_id, config, split: datasets.Dataset.from_list(rows))
+    for protocol in ("loglik", "generative"):
+        out = tmp_path / protocol
+        result = CliRunner().invoke(app, ["evaluate", "--model", str(tiny_model), "--task", "trivia", "--protocol", protocol,
+                                          "--backend", "hf", "--max-new-tokens", "4", "--threads", "1", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        records = read_jsonl(out / "trivia.jsonl", EvalRecord)
+        assert [r.gold for r in records] == ["A", "B"] and (out / RESULTS_FILE).is_file()
+        if protocol == "loglik":
+            assert records[0].prompt == "Q: What is 2 plus 2?\nA:" and records[1].outputs == [" seven", " blue"]
+
+
+def test_loglik_refuses_a_task_without_a_loglik_format(tiny_model: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["evaluate", "--model", str(tiny_model), "--task", "arc_easy,judge_pairs",
+                                      "--protocol", "loglik", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "task judge_pairs has no loglik format" in result.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_hub_failure_is_one_line_femerror(monkeypatch: pytest.MonkeyPatch) -> None:
     def offline(*args: object, **kwargs: object) -> None:
         raise ConnectionError("Couldn't reach 'allenai/ai2_arc' on the Hub (LocalEntryNotFoundError)\nmore detail")

@@ -11,7 +11,7 @@ from typing import Optional
 
 from fem_cli.config import did_you_mean, option
 from fem_cli.prompts import PromptTemplate, check_style
-from fem_cli.tasks import get_task
+from fem_cli.tasks import get_task, loglik_format
 from fem_cli.tasks.registry import TASKS
 
 PROTOCOLS = ("generative", "loglik")
@@ -58,6 +58,9 @@ class EvaluateConfig:
             raise ValueError(f"unknown protocol {self.protocol!r}{did_you_mean(self.protocol, list(PROTOCOLS))}; choose from {', '.join(PROTOCOLS)}")
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.protocol == "loglik":
+            for name in self.tasks:
+                loglik_format(name)  # a task without a loglik format is refused before any work
         if self.protocol == "loglik" and self.num_samples != 1:
             raise ValueError("num_samples applies to --protocol generative only (loglik scores every choice once)")
         if self.temperature is not None and self.temperature < 0:

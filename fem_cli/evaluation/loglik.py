@@ -3,18 +3,9 @@
 Each choice is scored by the log-likelihood of its continuation given the question's context,
 on plain text (no chat template, as lm-eval's default). `acc` takes the choice with the highest
 log-likelihood, `acc_norm` the highest log-likelihood per character of the choice (lm-eval's
-`len(choice)`, the leading space not counted). The prompt formats are lm-eval's (tasks/arc,
-tasks/openbookqa, tasks/mmlu/default), zero-shot:
-
-    arc_easy, arc_challenge   context      "Question: {question}\\nAnswer:"
-                              continuation " {choice text}"
-    openbookqa                context      "{question_stem}"
-                              continuation " {choice text}"
-    mmlu, mmlu:<subject>      context      "The following are multiple choice questions (with answers)
-                                            about {subject, _ -> space}.\\n\\n{question, stripped}\\n
-                                            A. {choice 1}\\nB. {choice 2}\\nC. {choice 3}\\nD. {choice 4}\\nAnswer:"
-                              continuation " A", " B", " C", " D"
-    any other file            as arc_easy
+`len(choice)`, the leading space not counted). The prompt formats are lm-eval's, zero-shot; each
+task declares its own (`TaskSpec.loglik_format`, see fem_cli.tasks.loglik_formats), and a task
+without one is refused rather than scored in another task's format.
 
 Tokenization is lm-eval's `HFLM`: context and context + continuation are encoded with the
 tokenizer's own default for special tokens (BOS where the tokenizer adds one), and the
@@ -43,50 +34,13 @@ from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, softmax, subject_breakdown
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer
 from fem_cli.records import EvalRecord, Question
-
-
-@dataclasses.dataclass(frozen=True)
-class ChoiceRequest:
-    """One question as lm-eval puts it: a context and the choices' texts (`doc_to_choice`)."""
-
-    context: str
-    choices: list[str]
-    delimiter: str = " "  # lm-eval's target_delimiter, put before each choice
-
-    @property
-    def continuations(self) -> list[str]:
-        return [self.delimiter + choice for choice in self.choices]
-
-
-def arc_request(question: Question) -> ChoiceRequest:
-    return ChoiceRequest(f"Question: {question.question}\nAnswer:", list(question.choices))
-
-
-def openbookqa_request(question: Question) -> ChoiceRequest:
-    return ChoiceRequest(question.question, list(question.choices))
-
-
-def mmlu_request(question: Question) -> ChoiceRequest:
-    about = f" about {question.subject.replace('_', ' ')}" if question.subject else ""
-    lines = "".join(f"\n{label}. {choice}" for label, choice in zip(question.labels, question.choices))
-    context = (
-        f"The following are multiple choice questions (with answers){about}.\n\n"
-        f"{question.question.strip()}{lines}\nAnswer:"
-    )
-    return ChoiceRequest(context, list(question.labels))
-
-
-# Keyed by the task's base name (`mmlu:anatomy` -> mmlu); files and unknown names read as ARC.
-FORMATS: dict[str, Callable[[Question], ChoiceRequest]] = {
-    "arc_easy": arc_request,
-    "arc_challenge": arc_request,
-    "openbookqa": openbookqa_request,
-    "mmlu": mmlu_request,
-}
+from fem_cli.tasks import loglik_format
+from fem_cli.tasks.loglik_formats import ChoiceRequest
 
 
 def choice_request(task: str, question: Question) -> ChoiceRequest:
-    return FORMATS.get(task.partition(":")[0], arc_request)(question)
+    """`question` in its task's loglik format (a task's own, see `TaskSpec.loglik_format`)."""
+    return loglik_format(task)(question)
 
 
 def prefix_token_id(tokenizer: Any) -> int:

@@ -169,22 +169,22 @@ def _mt_bench_human_judgments(rows: Iterable[Row], split: str) -> Iterator[Quest
         )
 
 
+NORMALIZED = Schema("normalized", frozenset({"id", "question", "choices", "labels", "answer"}), _normalized)
+AI2_ARC = Schema("ai2_arc", frozenset({"id", "question", "choices", "answerKey"}), _labelled_choices("question"))
+OPENBOOKQA = Schema("openbookqa", frozenset({"id", "question_stem", "choices", "answerKey"}), _labelled_choices("question_stem"))
+MMLU = Schema("mmlu", frozenset({"question", "subject", "choices", "answer"}), _mmlu)
+SUMMARIZE_FROM_FEEDBACK = Schema(
+    "summarize_from_feedback", frozenset({"info", "summaries", "choice", "batch", "split"}), _summarize_from_feedback
+)
+MT_BENCH_HUMAN_JUDGMENTS = Schema(
+    "mt_bench_human_judgments",
+    frozenset({"question_id", "model_a", "model_b", "winner", "conversation_a", "conversation_b", "turn"}),
+    _mt_bench_human_judgments,
+)
+# The schemas a question file is recognised by (`detect_schema`), the normalized one first.
 CONVERTERS: dict[str, Schema] = {
     schema.name: schema
-    for schema in (
-        Schema("normalized", frozenset({"id", "question", "choices", "labels", "answer"}), _normalized),
-        Schema("ai2_arc", frozenset({"id", "question", "choices", "answerKey"}), _labelled_choices("question")),
-        Schema(
-            "openbookqa", frozenset({"id", "question_stem", "choices", "answerKey"}), _labelled_choices("question_stem")
-        ),
-        Schema("mmlu", frozenset({"question", "subject", "choices", "answer"}), _mmlu),
-        Schema("summarize_from_feedback", frozenset({"info", "summaries", "choice", "batch", "split"}), _summarize_from_feedback),
-        Schema(
-            "mt_bench_human_judgments",
-            frozenset({"question_id", "model_a", "model_b", "winner", "conversation_a", "conversation_b", "turn"}),
-            _mt_bench_human_judgments,
-        ),
-    )
+    for schema in (NORMALIZED, AI2_ARC, OPENBOOKQA, MMLU, SUMMARIZE_FROM_FEEDBACK, MT_BENCH_HUMAN_JUDGMENTS)
 }
 
 

@@ -1,8 +1,9 @@
 """The task registry: each benchmark is one declarative `TaskSpec`; adding a task is one entry.
 
-A spec says what the task is and where its data lives (normalized folder, Hugging Face hub id and
-config, which converter reads the hub schema); `fem_cli.tasks.sources` does the loading. A spec
-with `subsets` also answers to `<name>:<subset>` (e.g. one MMLU subject).
+A spec says everything about its task: what it is, where its data lives (normalized folder,
+Hugging Face hub id and config), the converter that reads the hub's schema, its prompt style and
+its `loglik` format (lm-eval's context and continuations); `fem_cli.tasks.sources` does the
+loading. A spec with `subsets` also answers to `<name>:<subset>` (e.g. one MMLU subject).
 
     get_task("mmlu:abstract_algebra").hub_config  # -> "abstract_algebra"
 """
@@ -16,7 +17,9 @@ from typing import Callable, Mapping
 from fem_cli.config import did_you_mean
 from fem_cli.errors import FemError
 from fem_cli.records import Question
-from fem_cli.tasks import arith
+from fem_cli.tasks import arith, converters, loglik_formats
+from fem_cli.tasks.converters import Schema
+from fem_cli.tasks.loglik_formats import LoglikFormat
 
 MMLU_SUBJECTS: tuple[str, ...] = (
     "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge",
@@ -39,7 +42,7 @@ MMLU_SUBJECTS: tuple[str, ...] = (
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """One benchmark: its splits, provenance and the converter for its hub schema."""
+    """One benchmark: its splits, provenance, the converter for its hub schema, how it is prompted."""
 
     name: str
     description: str
@@ -47,8 +50,8 @@ class TaskSpec:
     licence: str
     hub_id: str
     hub_config: str
-    # A key of `fem_cli.tasks.converters.CONVERTERS`: how hub rows become Questions.
-    converter: str
+    # How hub rows become Questions (one of `fem_cli.tasks.converters`, or a new `Schema`).
+    converter: Schema
     # Rows per split, where known (shown by `fem tasks`; not enforced on load).
     counts: Mapping[str, int] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
     # Accepted as `<name>:<subset>`; each subset is a hub config and a `subject` of the rows.
@@ -63,6 +66,9 @@ class TaskSpec:
     # fem split -> the hub split holding its rows, where they differ (the converter then picks
     # this split's rows, e.g. tldr_comparisons' train = the hub's validation rows of valid2).
     hub_splits: Mapping[str, str] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    # The `loglik` protocol's context and continuations (see fem_cli.tasks.loglik_formats); None:
+    # the task is evaluated generatively only, and asking for loglik is an error.
+    loglik_format: LoglikFormat | None = None
 
     @property
     def where(self) -> str:
@@ -104,7 +110,8 @@ TASKS: dict[str, TaskSpec] = {
             licence="CC BY-SA 4.0",
             hub_id="allenai/ai2_arc",
             hub_config="ARC-Easy",
-            converter="ai2_arc",
+            converter=converters.AI2_ARC,
+            loglik_format=loglik_formats.question_answer,
         ),
         TaskSpec(
             name="arc_challenge",
@@ -114,7 +121,8 @@ TASKS: dict[str, TaskSpec] = {
             licence="CC BY-SA 4.0",
             hub_id="allenai/ai2_arc",
             hub_config="ARC-Challenge",
-            converter="ai2_arc",
+            converter=converters.AI2_ARC,
+            loglik_format=loglik_formats.question_answer,
         ),
         TaskSpec(
             name="openbookqa",
@@ -124,7 +132,8 @@ TASKS: dict[str, TaskSpec] = {
             licence="Apache-2.0",
             hub_id="allenai/openbookqa",
             hub_config="main",
-            converter="openbookqa",
+            converter=converters.OPENBOOKQA,
+            loglik_format=loglik_formats.question_stem,
         ),
         TaskSpec(
             name="mmlu",
@@ -134,7 +143,8 @@ TASKS: dict[str, TaskSpec] = {
             licence="MIT",
             hub_id="cais/mmlu",
             hub_config="all",
-            converter="mmlu",
+            converter=converters.MMLU,
+            loglik_format=loglik_formats.lettered_choices,
             subsets=MMLU_SUBJECTS,
         ),
         TaskSpec(
@@ -145,7 +155,7 @@ TASKS: dict[str, TaskSpec] = {
             licence="Modified MIT (feedback data), CC BY 4.0 (Reddit posts)",
             hub_id="openai/summarize_from_feedback",
             hub_config="comparisons",
-            converter="summarize_from_feedback",
+            converter=converters.SUMMARIZE_FROM_FEEDBACK,
             prompt_style="judge",
             # train = the original valid2 rows, validation = valid1: both in the hub's validation.
             hub_splits=MappingProxyType({"train": "validation", "validation": "validation"}),
@@ -158,7 +168,7 @@ TASKS: dict[str, TaskSpec] = {
             licence="MIT (LLMBar), CC BY 4.0 (MT-Bench), Apache-2.0 (PandaLM)",
             hub_id="lmsys/mt_bench_human_judgments",
             hub_config="default",
-            converter="mt_bench_human_judgments",
+            converter=converters.MT_BENCH_HUMAN_JUDGMENTS,
             prompt_style="judge",
             # Only the MT-Bench part is on the hub; its human votes are split by prompt hash.
             hub_splits=MappingProxyType({"train": "human", "validation": "human"}),
@@ -171,7 +181,7 @@ TASKS: dict[str, TaskSpec] = {
             licence="Apache-2.0 (fem)",
             hub_id="",
             hub_config="",
-            converter="normalized",
+            converter=converters.NORMALIZED,
             generator=arith.generate,
         ),
     )
@@ -185,6 +195,19 @@ def task_prompt_style(source: str, requested: str = "auto") -> str:
         return requested
     spec = TASKS.get(source.partition(":")[0])
     return spec.prompt_style if spec is not None else "choice"
+
+
+def loglik_format(source: str) -> LoglikFormat:
+    """The `loglik` format of a task name or file: the task's own (FemError if it has none), and
+    for a file lm-eval's plain question-answer format (ARC's)."""
+    spec = TASKS.get(source.partition(":")[0])
+    if spec is None:
+        return loglik_formats.question_answer
+    if spec.loglik_format is None:
+        raise FemError(
+            f"task {spec.name} has no loglik format (its TaskSpec sets none): evaluate it with --protocol generative"
+        )
+    return spec.loglik_format
 
 
 def list_tasks() -> list[TaskSpec]:

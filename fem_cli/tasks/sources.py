@@ -20,7 +20,7 @@ from fem_cli.config import did_you_mean
 from fem_cli.errors import FemError
 from fem_cli.jsonl import read_jsonl
 from fem_cli.records import Question
-from fem_cli.tasks.converters import CONVERTERS, convert_rows, detect_schema
+from fem_cli.tasks.converters import convert_rows, detect_schema
 from fem_cli.tasks.readers import read_rows
 from fem_cli.tasks.registry import TASKS, TaskSpec, get_task
 
@@ -74,7 +74,7 @@ def _from_hub(spec: TaskSpec, split: str) -> LoadedQuestions:
             f"could not load {source}: {type(err).__name__}: {reason} "
             f"(offline? point --data-dir or ${DATA_DIR_ENV} at the normalized files)"
         ) from None
-    questions = convert_rows(CONVERTERS[spec.converter], dataset.to_list(), split, lambda i: f"{source}: row {i + 1}")
+    questions = convert_rows(spec.converter, dataset.to_list(), split, lambda i: f"{source}: row {i + 1}")
     return LoadedQuestions(questions, spec.name, source, None)
 
 
