@@ -1,7 +1,10 @@
 """Configs: one dataclass per command, filled as defaults < YAML recipe < CLI flags.
 
 Each field is documented once, in its `metadata["help"]`; the CLI reuses that text for its option.
-Unknown recipe keys are errors with a did-you-mean, so a typo never silently keeps a default.
+pydantic converts and checks the values (a recipe's YAML and the flags are read as JSON data, in
+pydantic's strict mode: `shuffle: 1` is not a yes). Every error has one shape, `where: what`,
+where `where` is the recipe's `file:line` of the key (or the flag, or the loop section) and an
+unknown key gets a did-you-mean, so a typo never silently keeps a default.
 
     cfg = build_config(SampleConfig, recipe="recipes/demo.yaml", overrides={"seed": 3})
 """
@@ -10,12 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
+import functools
+import json
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+from pydantic_core import to_jsonable_python
 
 from fem_cli.errors import FemError
 
@@ -31,13 +37,6 @@ def option(default: Any, help: str, argument: bool = False) -> Any:
     if dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: dataclasses.replace(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
-
-
-def field_help(config_type: type, name: str) -> str:
-    for field in dataclasses.fields(config_type):
-        if field.name == name:
-            return field.metadata.get("help", "")
-    raise KeyError(name)
 
 
 def did_you_mean(name: str, candidates: list[str]) -> str:
@@ -58,7 +57,15 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def read_recipe(path: str | Path, _including: tuple[Path, ...] = ()) -> dict[str, Any]:
+@dataclasses.dataclass
+class Recipe:
+    """A recipe's values, and for each top-level key where it was written (`file:line`)."""
+
+    values: dict[str, Any]
+    lines: dict[str, str]
+
+
+def read_recipe(path: str | Path, _including: tuple[Path, ...] = ()) -> Recipe:
     """A recipe's mapping. `include: other.yaml` (relative to the recipe) is read first and
     overridden key by key, so a grid of recipes is a base plus small overrides."""
     path = Path(path)
@@ -66,97 +73,106 @@ def read_recipe(path: str | Path, _including: tuple[Path, ...] = ()) -> dict[str
         raise FemError(f"{path}: no such recipe file")
     if path.resolve() in _including:
         raise FemError(f"{path}: recipe includes itself")
-    payload = _read_yaml(path)
-    include = payload.pop(INCLUDE_KEY, None)
+    recipe = _read_yaml(path)
+    include = recipe.values.pop(INCLUDE_KEY, None)
     if include is None:
-        return payload
+        return recipe
     if not isinstance(include, str):
-        raise FemError(f"{path}: {INCLUDE_KEY} must be a file name")
-    return _merge(read_recipe(path.parent / include, _including + (path.resolve(),)), payload)
+        raise FemError(f"{recipe.lines[INCLUDE_KEY]}: {INCLUDE_KEY} must be a file name")
+    base = read_recipe(path.parent / include, _including + (path.resolve(),))
+    return Recipe(_merge(base.values, recipe.values), {**base.lines, **recipe.lines})
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path) -> Recipe:
+    text = path.read_text(encoding="utf-8")
     try:
-        payload = yaml.safe_load(path.read_text(encoding="utf-8"))
+        payload = yaml.safe_load(text)
+        node = yaml.compose(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise FemError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
     if payload is None:
-        return {}
+        return Recipe({}, {})
     if not isinstance(payload, dict):
         raise FemError(f"{path}: a recipe must be a mapping of option names to values")
-    return payload
+    lines = {str(key.value): f"{path}:{key.start_mark.line + 1}" for key, _ in node.value}
+    return Recipe(payload, lines)
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Convert a YAML value to the field's declared type, or raise FemError naming it."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        non_none = [arg for arg in args if arg is not type(None)]
-        return _coerce(value, non_none[0], where)
-    if dataclasses.is_dataclass(annotation):
-        if isinstance(value, annotation):
-            return value
-        if not isinstance(value, dict):
-            raise FemError(f"{where}: expected a mapping")
-        return from_mapping(annotation, value, where)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise FemError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if origin in (list, tuple):
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise FemError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(item, args[0], where) for item in value] if args else list(value)
-    if origin is typing.Literal:
-        if value not in args:
-            raise FemError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
-        return value
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        raise FemError(f"{where}: expected true or false, got {value!r}")
-    if annotation in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise FemError(f"{where}: expected a number, got {value!r}")
-        if annotation is int and float(value) != int(value):
-            raise FemError(f"{where}: expected an integer, got {value!r}")
-        return annotation(value)
-    if annotation is str:
-        if isinstance(value, (dict, list)):
-            raise FemError(f"{where}: expected text, got {value!r}")
-        return str(value)
-    if annotation is Path:
-        return Path(value)
-    return value
+@functools.cache
+def _adapter(config_type: type) -> TypeAdapter:
+    # Unknown keys are errors, in nested sections too (pydantic passes the setting down); set
+    # here, once for every config, so a new config cannot forget it.
+    return TypeAdapter(with_config(ConfigDict(extra="forbid"))(config_type))
 
 
-def from_mapping(config_type: type[C], mapping: dict[str, Any], where: str) -> C:
-    fields = {f.name: f for f in dataclasses.fields(config_type)}
-    hints = typing.get_type_hints(config_type)
-    values = {}
-    for key, value in mapping.items():
-        if key not in fields:
-            raise FemError(f"{where}: unknown option {key!r}{did_you_mean(str(key), list(fields))}")
-        values[key] = _coerce(value, hints[key], f"{where}: {key}")
-    return config_type(**values)
+def validate_config(config_type: type[C], values: dict[str, Any], where: str, key_where: dict[str, str] | None = None) -> C:
+    """`config_type` from plain values, converted and checked by pydantic. Every error is a FemError `where: what`, `where`
+    being `key_where[key]` when the offending key is in it (a recipe line, a flag), else `where`."""
+    key_where = key_where or {}
+    try:
+        # As JSON: strict conversion from the data types YAML and flags give (text to Path, whole
+        # numbers to float), none of lax mode's guessing (1 -> true, "2" -> 2).
+        return _adapter(config_type).validate_json(json.dumps(to_jsonable_python(values)), strict=True)
+    except ValidationError as err:
+        problem = err.errors(include_url=False)[0]
+        location = [str(part) for part in problem["loc"]]
+        at = key_where.get(location[0], where) if location else where
+        what = _describe(config_type, problem, location)
+        # The option the problem is about; an unknown key names itself in `what`.
+        named = location[:-1] if problem["type"] == "unexpected_keyword_argument" else location
+        raise FemError(f"{at}: {'.'.join(named) + ': ' if named else ''}{what}") from None
+    except FemError as err:
+        # A registry lookup in a config's __post_init__ (unknown sampler, task, backend).
+        raise FemError(f"{where}: {err}") from None
+
+
+_EXPECTED = {
+    "int_type": "expected a number", "int_parsing": "expected a number", "int_from_float": "expected an integer",
+    "float_type": "expected a number", "float_parsing": "expected a number",
+    "bool_type": "expected true or false", "bool_parsing": "expected true or false",
+    "string_type": "expected text", "list_type": "expected a list",
+    "dict_type": "expected a mapping", "dataclass_type": "expected a mapping", "dataclass_exact_type": "expected a mapping",
+}
+
+
+def _describe(config_type: type, problem: dict[str, Any], location: list[str]) -> str:
+    kind = problem["type"]
+    if kind == "value_error":  # a config's __post_init__ refused a value
+        return str(problem["ctx"]["error"])
+    if kind == "unexpected_keyword_argument":
+        known = _field_names(config_type, location[:-1])
+        return f"unknown option {location[-1]!r}{did_you_mean(location[-1], known)}"
+    if kind == "literal_error":
+        choices = typing.get_args(_annotation(config_type, location))
+        return f"{problem['input']!r} is not one of {', '.join(map(str, choices))}"
+    if kind.startswith("int_") and isinstance(problem["input"], float):
+        return f"expected an integer, got {problem['input']!r}"
+    if kind in _EXPECTED:
+        return f"{_EXPECTED[kind]}, got {problem['input']!r}"
+    return str(problem["msg"])
+
+
+def _annotation(config_type: Any, path: list[str]) -> Any:
+    """The declared type at `path` of `config_type` (nested dataclasses followed by name)."""
+    for name in path:
+        config_type = typing.get_type_hints(config_type).get(name)
+    return config_type
+
+
+def _field_names(config_type: Any, path: list[str]) -> list[str]:
+    """The option names of the (nested) dataclass at `path` of `config_type`."""
+    nested = _annotation(config_type, path)
+    return [field.name for field in dataclasses.fields(nested)] if dataclasses.is_dataclass(nested) else []
 
 
 def build_config(config_type: type[C], recipe: str | Path | None = None, overrides: dict[str, Any] | None = None) -> C:
     """defaults < recipe < overrides (overrides holding only the flags the user gave)."""
-    mapping: dict[str, Any] = dict(read_recipe(recipe)) if recipe else {}
-    where = str(recipe) if recipe else "invalid option"
+    loaded = read_recipe(recipe) if recipe else Recipe({}, {})
+    values, key_where = dict(loaded.values), dict(loaded.lines)
     for key, value in (overrides or {}).items():
         if value is not None:
-            mapping[key] = value
-    try:
-        return from_mapping(config_type, mapping, where)
-    except (ValueError, TypeError) as err:
-        # __post_init__ validation raises ValueError; report it as the user's mistake.
-        raise FemError(f"{where}: {err}") from None
+            values[key] = value
+            key_where[key] = f"--{key.replace('_', '-')}"
+    return validate_config(config_type, values, str(recipe) if recipe else "invalid option", key_where)

@@ -67,7 +67,10 @@ def test_include_merges_sections_key_by_key(tmp_path):
     "text, message",
     [
         ("task: arith\nnum_sample: 2\n", "unknown option 'num_sample' (did you mean 'num_samples'?)"),
-        ("task: arith\nnum_samples: two\n", "num_samples: expected a number"),
+        ("task: arith\nnum_samples: two\n", "bad.yaml:2: num_samples: expected a number, got 'two'"),
+        ("task: arith\nseed: 1.5\n", "bad.yaml:2: seed: expected an integer, got 1.5"),
+        ("task: arith\nsampler: stra\n", "bad.yaml: unknown sampler 'stra' (did you mean 'star'?)"),
+        ("task: arith\nbudget: 0\n", "bad.yaml: budget must be >= 1, got 0"),
         ("task: arith\nshuffle: 1\n", "shuffle: expected true or false"),
         ("task: [arith\n", "bad.yaml:2: not valid YAML"),
         ("- task\n", "a recipe must be a mapping"),
@@ -80,6 +83,11 @@ def test_bad_recipes_name_the_problem(tmp_path, text, message):
     with pytest.raises(FemError, match=None) as caught:
         build_config(SampleConfig, recipe=recipe)
     assert message in str(caught.value) and str(recipe) in str(caught.value)
+
+
+def test_a_flag_error_names_the_flag(tmp_path):
+    with pytest.raises(FemError, match="^--num-samples: num_samples: expected a number, got 'x'$"):
+        build_config(SampleConfig, overrides={"task": "arith", "num_samples": "x"})
 
 
 def test_a_recipe_that_includes_itself_is_refused(tmp_path):

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from fem_cli.config import from_mapping, option
+from fem_cli.config import option, validate_config
 from fem_cli.errors import FemError
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.filtering import FilterConfig
@@ -111,7 +111,4 @@ def stage_config(cfg: LoopConfig, stage: str, iteration: int, run_dir: Path) -> 
                  "split": cfg.eval_split, "data_dir": cfg.data_dir, "limit": cfg.eval_limit,
                  "seed": cfg.seed, "prompt": cfg.prompt, "prompt_style": cfg.prompt_style}
     owned["out"] = stage_output(run_dir, iteration, stage)
-    try:
-        return from_mapping(STAGE_CONFIGS[stage], {**cfg.sections()[stage], **owned}, f"loop {stage} section")
-    except (ValueError, TypeError) as err:
-        raise FemError(f"loop {stage} section: {err}") from None
+    return validate_config(STAGE_CONFIGS[stage], {**cfg.sections()[stage], **owned}, f"loop {stage} section")
