@@ -28,10 +28,11 @@ from fem_cli.errors import FemError
 C = TypeVar("C")
 
 
-def option(default: Any, help: str, argument: bool = False) -> Any:
+def option(default: Any, help: str, argument: bool = False, short: str | None = None) -> Any:
     """A config field with its help text (the single place the option is documented).
-    `argument`: the CLI takes it as positional arguments instead of a --flag."""
-    metadata = {"help": help, "argument": argument}
+    `argument`: the CLI takes it as positional arguments instead of a --flag; `short`: a short
+    flag too (`-n`)."""
+    metadata = {"help": help, "argument": argument, "short": short}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     if dataclasses.is_dataclass(default):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
-from fem_cli.backends import BackendOptions, choose_backend, create_backend
+from fem_cli.backends import BackendSettings, choose_backend
 from fem_cli.backends.base import SamplingSettings
 from fem_cli.config import option
 from fem_cli.errors import FemError
@@ -26,33 +26,23 @@ from fem_cli.records import GenerationSettings, Question
 from fem_cli.runs import summary_path
 from fem_cli.samplers import SamplerOptions, get_sampler
 from fem_cli.samplers.base import Proposal
-from fem_cli.tasks import load_questions, task_prompt_style
+from fem_cli.tasks import QuestionSource, task_prompt_style
 from fem_cli.tasks.swap import swap_augment
 
 
 @dataclasses.dataclass
-class SampleConfig:
-    model: str = option("smollm2", "Model: an alias (`fem models list`), a local folder or a hub id.")
-    task: str = option("", "Task name (`fem tasks`) or a path to a question file/folder.")
+class SampleConfig(BackendSettings, QuestionSource):
+    """`fem sample`'s options: the question source and backend parts (their fields, flat), and its own."""
+
     split: str = option("train", "Split of the task to sample on.")
-    data_dir: Optional[str] = option(None, "Folder with the normalized layout DIR/<task>/<split>.jsonl (else $FEM_DATA_DIR, else the hub).")
-    limit: Optional[int] = option(None, "Use only the first N questions (after --shuffle).")
-    shuffle: bool = option(False, "Shuffle the questions (with --seed) before --limit.")
-    seed: int = option(0, "Seed for question order and every sample (same seed, same samples).")
+    model: str = option("smollm2", "Model: an alias (`fem models list`), a local folder or a hub id.")
     shard: str = option("0/1", "Take shard i of n (i/n, 0-based): questions i, i+n, i+2n, ...")
     sampler: str = option("pps", "Proposal: rs (rejection sampling), star, pps (prompt posterior sampling).")
     num_samples: int = option(4, "Draws per question (per round for rs, per stage for star).")
     budget: int = option(8, "rs only: at most this many draws per question.")
-    backend: str = option("auto", "Generation backend: auto, hf (transformers) or vllm.")
     temperature: float = option(0.7, "Sampling temperature (0 = greedy).")
     top_p: float = option(1.0, "Nucleus sampling mass.")
     max_new_tokens: int = option(256, "Most tokens generated per sample.")
-    batch_size: int = option(64, "hf backend: sequences decoded together (a finished one is replaced at once by the next prompt's).")
-    dtype: str = option("auto", "Weights dtype: auto (hf: float32, vllm: bfloat16), float32, bfloat16, float16.")
-    threads: Optional[int] = option(None, "hf backend: CPU threads (default: all this process may use).")
-    tensor_parallel_size: int = option(1, "vllm backend: GPUs per model.")
-    max_model_len: int = option(2048, "vllm backend: longest prompt + completion.")
-    trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you ask).")
     out: str = option("samples.jsonl", "Output JSONL of samples; statistics go to <out>.summary.json.")
     swap_augment: bool = option(False, "Two-choice (judge) tasks: sample each pair in both orders (the copy's id is <id>~swap, choices reversed, answer flipped).")
     prompt_style: str = option("auto", "Prompt style: choice (lettered choices) or judge (which of two responses is better); auto: the task's own (files: choice).")
@@ -65,14 +55,11 @@ class SampleConfig:
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
         if self.budget < 1:
             raise ValueError(f"budget must be >= 1, got {self.budget}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        QuestionSource.__post_init__(self)
+        BackendSettings.__post_init__(self)
         parse_shard(self.shard)
         check_style(self.prompt_style)
         get_sampler(self.sampler)
-        choose_backend(self.backend)
         SamplingSettings(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens)
 
 
@@ -93,7 +80,7 @@ def run_sample(
 ) -> Path:
     """Sample, score and write; `progress(stage, done, total, tokens)` is called as it goes."""
     sampler = get_sampler(cfg.sampler)
-    loaded = load_questions(cfg.task, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, shuffle=cfg.shuffle, seed=cfg.seed)
+    loaded = cfg.load()
     index, count = parse_shard(cfg.shard)
     questions: list[Question] = loaded.questions[index::count]
     if not questions:
@@ -108,15 +95,7 @@ def run_sample(
     model = resolve_model(cfg.model)
     backend_name, why = choose_backend(cfg.backend)
     on_status(f"backend: {backend_name} ({why}); model: {cfg.model} -> {model.path}")
-    backend, _ = create_backend(
-        backend_name,
-        model,
-        BackendOptions(
-            batch_size=cfg.batch_size, dtype=cfg.dtype, threads=cfg.threads,
-            tensor_parallel_size=cfg.tensor_parallel_size, max_model_len=cfg.max_model_len,
-            seed=cfg.seed, trust_remote_code=cfg.trust_remote_code,
-        ),
-    )
+    backend, _ = cfg.build_backend(model, cfg.seed)
     proposal = Proposal(
         backend=backend,
         settings=SamplingSettings(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens),

@@ -1,5 +1,6 @@
 """Generation backends behind one interface (`base.GenerationBackend`): `hf` (transformers) and
 `vllm` (imported only when chosen). `auto` picks vLLM when it is installed, else hf.
+`BackendSettings` is the config part of every command that generates (their options, once).
 
     backend, why = create_backend("auto", resolve_model("smollm2"), BackendOptions())
 """
@@ -7,9 +8,10 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 from fem_cli.backends.base import GenerationBackend
-from fem_cli.config import did_you_mean
+from fem_cli.config import did_you_mean, option
 from fem_cli.errors import FemError
 from fem_cli.models import ResolvedModel
 
@@ -25,6 +27,37 @@ class BackendOptions:
     max_model_len: int = 2048
     seed: int = 0
     trust_remote_code: bool = False
+
+
+@dataclasses.dataclass
+class BackendSettings:
+    """The backend options of `fem sample` and `fem evaluate`, declared once: their configs
+    inherit these fields, so recipes and flags use the same flat names (`--backend hf`)."""
+
+    backend: str = option("auto", "Generation backend: auto (vLLM when installed, else hf), hf (transformers) or vllm.")
+    batch_size: int = option(64, "hf backend: sequences decoded together (a finished one is replaced at once by the next prompt's).")
+    dtype: str = option("auto", "Weights dtype: auto (float32 on transformers, bfloat16 on vllm), float32, bfloat16, float16.")
+    threads: Optional[int] = option(None, "Transformers on CPU: threads (default: all this process may use).")
+    tensor_parallel_size: int = option(1, "vllm backend: GPUs per model.")
+    max_model_len: int = option(2048, "vllm backend: longest prompt + completion.")
+    trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you ask).")
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        choose_backend(self.backend)
+
+    def build_backend(self, model: ResolvedModel, seed: int) -> tuple[GenerationBackend, str]:
+        """(the backend these settings describe, loaded with `model`; why it was chosen)."""
+        return create_backend(
+            self.backend,
+            model,
+            BackendOptions(
+                batch_size=self.batch_size, dtype=self.dtype, threads=self.threads,
+                tensor_parallel_size=self.tensor_parallel_size, max_model_len=self.max_model_len,
+                seed=seed, trust_remote_code=self.trust_remote_code,
+            ),
+        )
 
 
 def choose_backend(name: str) -> tuple[str, str]:

@@ -84,7 +84,8 @@ def config_command(config_type: type, name: str, epilog: str, help: str | None =
                 if hints[field.name] is bool:
                     flag = f"{flag}/--no-{flag[2:]}"
                 shown = str(default_value) if default_value not in (None, "", []) else False
-                info = typer.Option(None, flag, help=help_text, show_default=shown)
+                flags = [flag, field.metadata["short"]] if field.metadata.get("short") else [flag]
+                info = typer.Option(None, *flags, help=help_text, show_default=shown)
             parameters.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=option_type))
             annotations[field.name] = option_type
         config_info = typer.Option(None, "--config", help="YAML recipe with any of these options; flags override it.", show_default=False)

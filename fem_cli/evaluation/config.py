@@ -11,7 +11,8 @@ from typing import Optional
 
 from fem_cli.config import did_you_mean, option
 from fem_cli.prompts import PromptTemplate, check_style
-from fem_cli.tasks import get_task, loglik_format
+from fem_cli.backends import BackendSettings
+from fem_cli.tasks import QuestionSource, get_task, loglik_format
 from fem_cli.tasks.registry import TASKS
 
 PROTOCOLS = ("generative", "loglik")
@@ -20,25 +21,16 @@ DEFAULT_VOTE_TEMPERATURE = 0.7
 
 
 @dataclasses.dataclass
-class EvaluateConfig:
-    model: str = option("smollm2", "Model: an alias (`fem models list`), a local folder (fem finetune output, LoRA adapter) or a hub id.")
+class EvaluateConfig(BackendSettings, QuestionSource):
+    """`fem evaluate`'s options: the question source and backend parts (their fields, flat), and its own."""
+
     task: str = option("", "Comma-separated tasks: names (`fem tasks`, e.g. mmlu:anatomy) or paths to question files.")
-    split: str = option("validation", "Split of each task to evaluate on.")
-    data_dir: Optional[str] = option(None, "Folder with the normalized layout DIR/<task>/<split>.jsonl (else $FEM_DATA_DIR, else the hub).")
-    limit: Optional[int] = option(None, "Evaluate only the first N questions of each task (after --shuffle).")
-    shuffle: bool = option(False, "Shuffle each task's questions (with --seed) before --limit.")
-    seed: int = option(0, "Seed for question order, sampled answers and the bootstrap intervals.")
-    protocol: str = option("generative", "generative: rationale + `Answer: X` line, scored by its answer; loglik: lm-evaluation-harness's multiple-choice log-likelihood (acc, acc_norm).")
+    batch_size: int = option(16, "hf backend: sequences decoded together; loglik: questions per forward pass (their choices share the context).")
+    model: str = option("smollm2", "Model: an alias (`fem models list`), a local folder (fem finetune output, LoRA adapter) or a hub id.")
+    protocol: str = option("generative", "generative: rationale + `Answer: X` line, scored by its answer (on --backend); loglik: lm-evaluation-harness's multiple-choice log-likelihood (acc, acc_norm; always on transformers).")
     num_samples: int = option(1, "generative: answers per question; more than 1 takes the majority vote (ties: first answer drawn).")
     temperature: Optional[float] = option(None, f"generative: sampling temperature (default: 0, greedy, for one sample; {DEFAULT_VOTE_TEMPERATURE} with --num-samples > 1).")
     max_new_tokens: int = option(256, "generative: most tokens per answer.")
-    backend: str = option("auto", "generative: auto, hf (transformers) or vllm. loglik always runs transformers.")
-    batch_size: int = option(16, "hf backend: sequences decoded together; loglik: questions per forward pass (their choices share the context).")
-    dtype: str = option("auto", "Weights dtype: auto (float32 on transformers, bfloat16 on vllm), float32, bfloat16, float16.")
-    threads: Optional[int] = option(None, "Transformers on CPU: threads (default: all this process may use).")
-    tensor_parallel_size: int = option(1, "vllm backend: GPUs per model.")
-    max_model_len: int = option(2048, "vllm backend: longest prompt + completion.")
-    trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you ask).")
     bootstrap_resamples: int = option(1000, "Resamples of the 95 % percentile bootstrap interval of accuracy.")
     out: str = option("eval", "Output folder: results.json and one <task>.jsonl of per-question records.")
     swap_augment: bool = option(False, "Two-choice (judge) tasks: evaluate each pair in both orders (ids <id>~swap) and report position consistency.")
@@ -67,7 +59,9 @@ class EvaluateConfig:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.num_samples > 1 and self.sampling_temperature == 0:
             raise ValueError("num_samples > 1 needs temperature > 0: greedy samples are all the same answer")
-        for name in ("limit", "max_new_tokens", "batch_size", "bootstrap_resamples"):
+        QuestionSource.__post_init__(self)
+        BackendSettings.__post_init__(self)
+        for name in ("max_new_tokens", "bootstrap_resamples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from fem_cli.answers import extract_answer
-from fem_cli.backends import BackendOptions, create_backend
 from fem_cli.backends.base import GenerationBackend, GenerationRequest, SamplingSettings
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, majority_vote, subject_breakdown
@@ -66,15 +65,7 @@ class GenerativeEvaluator:
 
     @classmethod
     def from_config(cls, cfg: EvaluateConfig, model: ResolvedModel, styles: Mapping[str, str] | None = None) -> "GenerativeEvaluator":
-        backend, _ = create_backend(
-            cfg.backend,
-            model,
-            BackendOptions(
-                batch_size=cfg.batch_size, dtype=cfg.dtype, threads=cfg.threads,
-                tensor_parallel_size=cfg.tensor_parallel_size, max_model_len=cfg.max_model_len,
-                seed=cfg.seed, trust_remote_code=cfg.trust_remote_code,
-            ),
-        )
+        backend, _ = cfg.build_backend(model, cfg.seed)
         settings = SamplingSettings(n=cfg.num_samples, temperature=cfg.sampling_temperature, max_new_tokens=cfg.max_new_tokens)
         tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
         return cls(backend, tokenizer, settings, cfg.prompt, cfg.seed, cfg.bootstrap_resamples, styles, cfg.batch_size)

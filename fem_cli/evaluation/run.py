@@ -27,7 +27,7 @@ from fem_cli.models import ResolvedModel, resolve_model
 from fem_cli.provenance import provenance
 from fem_cli.records import EvalRecord, Question
 from fem_cli.runs import results_path
-from fem_cli.tasks import LoadedQuestions, load_questions, task_prompt_style
+from fem_cli.tasks import LoadedQuestions, task_prompt_style
 from fem_cli.tasks.swap import swap_augment, verdict_positions
 
 # The loglik protocol's confidence: the softmax over the choices' log-likelihoods.
@@ -81,10 +81,7 @@ def run_evaluate(
     if out.exists() and not out.is_dir():
         raise FemError(f"--out {out}: is a file; give a folder")
     # Every task is read before the model loads, so bad data fails in a second, not after minutes.
-    loaded: list[LoadedQuestions] = [
-        load_questions(name, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, shuffle=cfg.shuffle, seed=cfg.seed)
-        for name in cfg.tasks
-    ]
+    loaded: list[LoadedQuestions] = [cfg.load(name) for name in cfg.tasks]
     if cfg.swap_augment:  # --limit counts pairs: both orders of each of the first N
         loaded = [dataclasses.replace(task, questions=swap_augment(task.questions)) for task in loaded]
     styles = {task.task: task_prompt_style(name, cfg.prompt_style) for name, task in zip(cfg.tasks, loaded)}

@@ -7,6 +7,8 @@ read in any supported format (see `fem_cli.tasks.readers`) and any known schema.
 
     loaded = load_questions("arc_easy", "validation", data_dir="../shared/data", limit=50, shuffle=True)
     loaded.source  # -> "local normalized file ../shared/data/arc_easy/validation.jsonl"
+
+`QuestionSource` is the same choice as a config part (`fem sample`, `fem evaluate`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import dataclasses
 import os
 import random
 from pathlib import Path
+from typing import Optional
 
-from fem_cli.config import did_you_mean
+from fem_cli.config import did_you_mean, option
 from fem_cli.errors import FemError
 from fem_cli.jsonl import read_jsonl
 from fem_cli.records import Question
@@ -138,3 +141,26 @@ def load_questions(
         why = " (limit 0)" if limit == 0 else ""
         raise FemError(f"no questions in {loaded.source}{why}")
     return dataclasses.replace(loaded, questions=questions)
+
+
+@dataclasses.dataclass
+class QuestionSource:
+    """Where a command's questions come from, declared once: the configs of `fem sample` and
+    `fem evaluate` inherit these fields, so recipes and flags use the same flat names."""
+
+    task: str = option("", "Task name (`fem tasks`) or a path to a question file/folder.")
+    split: str = option("validation", "Split of the task.")
+    data_dir: Optional[str] = option(None, "Folder with the normalized layout DIR/<task>/<split>.jsonl (else $FEM_DATA_DIR, else the hub).")
+    limit: Optional[int] = option(None, "Use only the first N questions of each task (after --shuffle).")
+    shuffle: bool = option(False, "Shuffle the questions (with --seed) before --limit.")
+    seed: int = option(0, "Seed of the question order and of everything drawn at random (same seed, same output).")
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+
+    def load(self, task: str | None = None) -> LoadedQuestions:
+        """The questions of `task` (default: this source's task) as these options select them."""
+        return load_questions(
+            task or self.task, self.split, data_dir=self.data_dir, limit=self.limit, shuffle=self.shuffle, seed=self.seed
+        )
