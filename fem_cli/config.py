@@ -108,9 +108,12 @@ def _adapter(config_type: type) -> TypeAdapter:
     return TypeAdapter(with_config(ConfigDict(extra="forbid"))(config_type))
 
 
-def validate_config(config_type: type[C], values: dict[str, Any], where: str, key_where: dict[str, str] | None = None) -> C:
-    """`config_type` from plain values, converted and checked by pydantic. Every error is a FemError `where: what`, `where`
-    being `key_where[key]` when the offending key is in it (a recipe line, a flag), else `where`."""
+def validate_config(
+    config_type: type[C], values: dict[str, Any], where: str, key_where: dict[str, str] | None = None
+) -> C:
+    """`config_type` from plain values, converted and checked by pydantic. Every error is a
+    FemError `where: what`, `where` being `key_where[key]` when the offending key is in it (a
+    recipe line, a flag), else `where`."""
     key_where = key_where or {}
     try:
         # As JSON: strict conversion from the data types YAML and flags give (text to Path, whole
