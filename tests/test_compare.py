@@ -164,6 +164,8 @@ def test_report_compares_runs_end_to_end(grid, tmp_path):
     assert "| arith | 1 | m-arith-pps | m-arith-rs | 0 1 | 10 | 80.0% | 40.0% | +40.0 pts [" in report
     assert "| 6 / 1 | 0.125 | 0.125 | no |" in report
     assert "Holm's method over all 1 tests" in report
+    assert (tmp_path / "report" / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![comparison](comparison.png)" in report
     first = json.loads((tmp_path / "report" / "comparison.json").read_text())
     runner.invoke(app, ["report", *folders, "--out", str(tmp_path / "report")])
     assert json.loads((tmp_path / "report" / "comparison.json").read_text()) == first

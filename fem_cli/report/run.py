@@ -15,6 +15,7 @@ from fem_cli.config import option
 from fem_cli.jsonl import atomic_write, write_json
 from fem_cli.report.collect import IterationFigures, collect_run, read_run
 from fem_cli.report.compare import Comparison, compare_runs
+from fem_cli.report.compare_plots import plot_groups
 from fem_cli.report.compare_tables import comparison_json, comparison_sections
 from fem_cli.report.plots import plot_runs
 from fem_cli.report.tables import markdown_table
@@ -58,6 +59,8 @@ def run_report(cfg: ReportConfig) -> tuple[Path, dict[str, list[IterationFigures
     if comparison:
         sections += comparison_sections(comparison)
         write_json(out / "comparison.json", comparison_json(comparison))
+        group_plot = plot_groups(comparison, out)
+        pngs = ([group_plot] if group_plot else []) + pngs
     for name, iterations in runs.items():
         sections += [f"## {name}", "", markdown_table(iterations), ""]
     sections += [f"![{png.stem}]({png.name})" for png in pngs]
