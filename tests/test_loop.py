@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -180,6 +181,24 @@ def test_report_reads_the_names_the_stages_write(tmp_path, tiny_model, questions
 def test_report_refuses_a_folder_that_is_not_a_run(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "not a fem run folder" in result.output
+
+
+def test_report_groups_real_runs_by_seed(finished_run, tmp_path):
+    folder, _, _ = finished_run
+    run = folder / "runs" / "t"
+    result = runner.invoke(app, ["report", str(run), str(run), "--out", str(tmp_path / "twice")])
+    assert result.exit_code == 2 and "the same config and seed 1" in result.output
+    # A copy that claims seed 2 joins the run's group: one group of two seeds, nothing to pair.
+    other = tmp_path / "t-s2"
+    shutil.copytree(run, other)
+    record = json.loads((other / "run.json").read_text())
+    record["config"].update(seed=2, name="t-s2")
+    (other / "run.json").write_text(json.dumps(record))
+    result = runner.invoke(app, ["report", str(run), str(other), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Runs grouped by seed" in report and "| t | 1 2 | 2 |" in report
+    assert "## Paired comparison" not in report
 
 
 RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if not p.name.startswith("_"))  # _*: included bases

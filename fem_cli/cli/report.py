@@ -5,6 +5,9 @@ from __future__ import annotations
 from rich.console import Console
 
 from fem_cli.cli.options import config_command
+from fem_cli.report.compare_tables import (
+    GROUPS_CAPTION, comparison_caption, comparison_rows, group_rows, rich_table,
+)
 from fem_cli.report.run import ReportConfig, run_report
 from fem_cli.report.tables import iterations_table
 
@@ -13,14 +16,21 @@ EXAMPLES = """Examples:
   fem report runs/demo
 
   fem report runs/qwen-arc_challenge-rs runs/qwen-arc_challenge-star runs/qwen-arc_challenge-pps --out runs/compare
+
+  fem report runs/smollm2-arith-{rs,star,pps}-s{0,1} --out runs/smollm2-arith-report   (seeds grouped, paired tests)
 """
 
 
 @config_command(ReportConfig, name="report", epilog=EXAMPLES)
 def report(cfg: ReportConfig) -> None:
-    """Tables and plots per EM iteration: accuracy with intervals, acceptance rate, rationale length."""
-    out, runs = run_report(cfg)
+    """Tables and plots per EM iteration: accuracy with intervals, acceptance rate, rationale length;
+    several runs: grouped by seed and compared in pairs (bootstrap intervals, McNemar, Holm)."""
+    out, runs, comparison = run_report(cfg)
     console = Console()
     for name, iterations in runs.items():
         console.print(iterations_table(name, iterations))
+    if comparison:
+        console.print(rich_table("runs grouped by seed", *group_rows(comparison.groups), GROUPS_CAPTION))
+        if comparison.tests:
+            console.print(rich_table("paired comparison", *comparison_rows(comparison.tests), comparison_caption(comparison.tests)))
     console.print(f"written: {out / 'report.md'} and PNG plots in {out}")

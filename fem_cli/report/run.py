@@ -1,4 +1,5 @@
-"""`run_report(cfg)`: tables (rich and Markdown) and PNG plots of one or more runs.
+"""`run_report(cfg)`: tables (rich and Markdown) and PNG plots of one or more runs; with several
+runs, also the runs grouped by seed and their paired comparison (fem_cli.report.compare).
 
     fem report runs/demo
     fem report runs/qwen-arc_challenge-rs runs/qwen-arc_challenge-star runs/qwen-arc_challenge-pps --out runs/compare
@@ -11,8 +12,11 @@ from pathlib import Path
 from typing import Optional
 
 from fem_cli.config import option
-from fem_cli.jsonl import atomic_write
+from fem_cli.jsonl import atomic_write, write_json
 from fem_cli.report.collect import IterationFigures, collect_run, read_run
+from fem_cli.report.compare import Comparison, compare_runs
+from fem_cli.report.compare_plots import plot_groups
+from fem_cli.report.compare_tables import comparison_json, comparison_sections
 from fem_cli.report.plots import plot_runs
 from fem_cli.report.tables import markdown_table
 
@@ -21,10 +25,14 @@ from fem_cli.report.tables import markdown_table
 class ReportConfig:
     runs: list[str] = option([], "Run folders written by `fem loop`.", argument=True)
     out: Optional[str] = option(None, "Folder for report.md and the PNGs (default: the run folder when one run, else runs/report).")
+    seed: int = option(0, "Seed of the paired bootstrap intervals (same seed, same intervals).")
+    resamples: int = option(9999, "Resamples of the paired bootstrap.")
 
     def __post_init__(self) -> None:
         if not self.runs:
             raise ValueError("give at least one run folder")
+        if self.resamples < 100:
+            raise ValueError(f"resamples must be >= 100, got {self.resamples}")
 
     @property
     def out_dir(self) -> Path:
@@ -41,14 +49,21 @@ def collect(cfg: ReportConfig) -> dict[str, list[IterationFigures]]:
     return runs
 
 
-def run_report(cfg: ReportConfig) -> tuple[Path, dict[str, list[IterationFigures]]]:
+def run_report(cfg: ReportConfig) -> tuple[Path, dict[str, list[IterationFigures]], Comparison | None]:
     runs = collect(cfg)
     out = cfg.out_dir
+    # Compared before anything is written: runs that cannot be compared leave no half report.
+    comparison = compare_runs(list(map(Path, cfg.runs)), cfg.seed, cfg.resamples) if len(cfg.runs) > 1 else None
     pngs = plot_runs(runs, out)
     sections = ["# fem report", ""]
+    if comparison:
+        sections += comparison_sections(comparison)
+        write_json(out / "comparison.json", comparison_json(comparison))
+        group_plot = plot_groups(comparison, out)
+        pngs = ([group_plot] if group_plot else []) + pngs
     for name, iterations in runs.items():
         sections += [f"## {name}", "", markdown_table(iterations), ""]
     sections += [f"![{png.stem}]({png.name})" for png in pngs]
     with atomic_write(out / "report.md") as handle:
         handle.write("\n".join(sections) + "\n")
-    return out, runs
+    return out, runs, comparison
