@@ -35,10 +35,10 @@ from typing import Any
 
 from fem_cli.errors import FemError
 from fem_cli.jsonl import iter_jsonl
-from fem_cli.loop.config import iteration_dir
 from fem_cli.records import EvalRecord
 from fem_cli.report.collect import IterationFigures, collect_run, read_run
 from fem_cli.report.stats import BOOTSTRAP_RESAMPLES, SIGNIFICANCE_LEVEL, holm, mcnemar_exact, paired_bootstrap
+from fem_cli.runs import results_path, stage_output, stats_path, summary_path
 from fem_cli.tasks.swap import SWAP_SUFFIX
 
 # Config keys that may differ within a seed group: the seed itself, the name and folder that
@@ -112,8 +112,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def _outcomes(run_dir: Path, iterations: int) -> Outcomes:
     outcomes: Outcomes = {}
     for k in range(iterations + 1):
-        eval_dir = iteration_dir(run_dir, k) / "eval"
-        results = _read_json(eval_dir / "results.json")
+        eval_dir = stage_output(run_dir, k, "evaluate")
+        results = _read_json(results_path(eval_dir))
         if not results:
             continue
         outcomes[k] = {
@@ -127,9 +127,8 @@ def _verified_share(run_dir: Path, iterations: int) -> dict[int, float]:
     """The verified share of each iteration, from the filter stats, else the sample summary."""
     shares = {}
     for k in range(1, iterations + 1):
-        folder = iteration_dir(run_dir, k)
-        for file_name in ("train.jsonl.stats.json", "samples.jsonl.summary.json"):
-            payload = _read_json(folder / file_name)
+        for path in (stats_path(stage_output(run_dir, k, "filter")), summary_path(stage_output(run_dir, k, "sample"))):
+            payload = _read_json(path)
             if payload and payload.get(VERIFIED_KEY) is not None:
                 shares[k] = float(payload[VERIFIED_KEY])
                 break

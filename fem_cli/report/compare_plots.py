@@ -7,7 +7,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from fem_cli.plotting import pyplot, save_png
+from fem_cli.plotting import new_figure, save_png
 from fem_cli.report.compare import Comparison
 
 
@@ -16,8 +16,8 @@ def plot_groups(comparison: Comparison, out: Path) -> Path | None:
     tasks = list(dict.fromkeys(task for run in runs for f in run.figures for task in f.accuracy))
     if not tasks:
         return None
-    plt = pyplot()
-    figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    figure = new_figure((5 * len(tasks), 4))
+    axes = figure.subplots(1, len(tasks), squeeze=False)
     for axis, task in zip(axes[0], tasks):
         for group in comparison.groups:
             per_iteration: dict[int, list[float]] = defaultdict(list)
