@@ -11,16 +11,17 @@ import dataclasses
 import time
 from typing import Callable, Sequence
 
-from fem_cli.answers import extract_answer
+from fem_cli.answers import Answer, read_answer
 from fem_cli.backends.base import GenerationBackend, GenerationRequest, SamplingSettings
 from fem_cli.prompts import PromptTemplate, build_messages, hint_text
 from fem_cli.records import GenerationSettings, Question, Sample
 from fem_cli.seeding import derive_seed
 
 
-def reward(text: str, question_labels: Sequence[str], choices: Sequence[str], gold: str) -> tuple[str | None, float]:
-    extracted = extract_answer(text, question_labels, choices)
-    return extracted, float(extracted == gold)
+def reward(text: str, question_labels: Sequence[str], choices: Sequence[str], gold: str) -> tuple[Answer, float]:
+    """The answer read from `text` (label and how it was read) and 1.0 if it is the gold label."""
+    answer = read_answer(text, question_labels, choices)
+    return answer, float(answer.label == gold)
 
 
 @dataclasses.dataclass
@@ -92,7 +93,7 @@ class Proposal:
             train_prompt = build_messages(question, self.template, hint=False, style=self.style)
             samples = []
             for index, completion in enumerate(outputs):
-                extracted, score = reward(completion.text, question.labels, question.choices, question.answer)
+                answer, score = reward(completion.text, question.labels, question.choices, question.answer)
                 samples.append(
                     Sample(
                         question_id=question.id,
@@ -109,7 +110,8 @@ class Proposal:
                         labels=question.labels,
                         choices=question.choices,
                         gold=question.answer,
-                        extracted=extracted,
+                        extracted=answer.label,
+                        extraction=answer.extraction,
                         reward=score,
                         model=self.model,
                         generation=self.generation,
