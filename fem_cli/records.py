@@ -88,6 +88,9 @@ class Sample(Record):
     choices: list[str]
     gold: str
     extracted: Optional[str]
+    # How `extracted` was read (fem_cli.answers): "label" (an answer line or label) or "content"
+    # (the final sentence names one choice's text); None when unparsed and in older files.
+    extraction: Optional[Literal["label", "content"]] = None
     reward: float
     model: str
     generation: GenerationSettings
@@ -113,6 +116,9 @@ class EvalRecord(Record):
     prompt: str
     outputs: list[str]
     extracted: list[Optional[str]]
+    # generative: how each output's answer was read ("label" or "content", None when unparsed);
+    # None for loglik records and in older files.
+    extraction: Optional[list[Optional[Literal["label", "content"]]]] = None
     prediction: Optional[str]
     gold: str
     correct: bool

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fem_cli.answers import answer_line_end, extract_answer, find_hint_leak
+from fem_cli.answers import Answer, answer_line_end, extract_answer, find_hint_leak, read_answer
 
 ABCD = ["A", "B", "C", "D"]
 ANIMALS = ["shark", "dolphin", "trout", "octopus"]
@@ -89,8 +89,8 @@ EXTRACTION_CASES = [
     ("Dolphins live in the sea and breathe air with lungs.", ABCD, ANIMALS, None),
     ("", ABCD, ANIMALS, None),
     ("   \n\n", ABCD, ANIMALS, None),
-    ("A dolphin is a mammal.", ABCD, ANIMALS, None),
-    ("I think dolphins are mammals.\nA dolphin breathes air.", ABCD, ANIMALS, None),
+    ("A whale is a mammal.", ABCD, ANIMALS, None),
+    ("I think dolphins are mammals.\nA whale breathes air.", ABCD, ANIMALS, None),
     ("Plants make food from light.\nAnswer: sunlight and water", ABCD, ["water", "sunlight", "soil", "air"], None),
     ("Answer: cat", ABCD, ["cat", "Cat", "dog", "bird"], None),
     ("Answer: Bird", ABCD, ["cat", "dog", "mouse", "horse"], None),
@@ -105,6 +105,59 @@ EXTRACTION_CASES = [
 @pytest.mark.parametrize(("text", "labels", "choices", "expected"), EXTRACTION_CASES)
 def test_extract_answer(text: str, labels: list[str], choices: list[str], expected: str | None) -> None:
     assert extract_answer(text, labels, choices) == expected
+    # Every case above has a label line or marker, or no answer at all: none is read by content.
+    assert read_answer(text, labels, choices).extraction == (None if expected is None else "label")
+
+
+ARITH = ["4", "14", "41", "40"]
+
+# Layer 4: no answer line, no label; the final sentence names the choice (Qwen2.5-Coder's habit).
+CONTENT_CASES = [
+    ("Radio came first, then the telegraph.\nThe technology developed most recently is television.", DEVICES, "C"),
+    ("The technology developed most recently is the cellular telephone!", DEVICES, "B"),
+    ("A dolphin is a mammal.", ANIMALS, "B"),
+    ("I think dolphins are mammals.\nA dolphin breathes air.", ANIMALS, "B"),
+    ("Breathing air needs lungs. So it's the Dolphin", ANIMALS, "B"),
+    # Whole words only: "4" is not in "14" or "4.5", "14" is not in "140".
+    ("Ava has 10 apples and finds 4 more. So Ava has 14 apples now.", ARITH, "B"),
+    ("She started with 10 and found 4.\nShe has 4 apples left.", ARITH, "A"),
+    ("The total is 4.5 kilograms, so it weighs 41 kilograms.", ARITH, "C"),
+    # Only the final sentence counts; earlier sentences may name other choices.
+    ("It is not 41. It is not 4 either. Ava has 40 apples.", ARITH, "D"),
+]
+
+CONTENT_UNREAD = [
+    # Two choices named apart in the final sentence: ambiguous.
+    ("Ava has either 14 or 41 apples.", ARITH),
+    ("14 - 10 = 4.", ARITH),
+    ("It is the telephone, not the radio.", DEVICES),
+    # Negated: naming a choice is not choosing it.
+    ("The answer is not television.", DEVICES),
+    ("It isn't a shark.", ANIMALS),
+    # Nothing named, or named only as part of a longer word or number.
+    ("Dolphins live in the sea.", ANIMALS),
+    ("Ava has 140 apples.", ARITH),
+    # The same text for two labels cannot be told apart.
+    ("So it is a cat.", ["cat", "Cat", "dog", "bird"]),
+    # A label line that is not an answer (the list of choices repeated) is not read by content.
+    ("Which is a mammal?\nA. shark\nB. dolphin\nC. trout\nD. octopus", ANIMALS),
+]
+
+
+@pytest.mark.parametrize(("text", "choices", "expected"), CONTENT_CASES)
+def test_an_answer_given_by_content_is_read_as_that_choice(text: str, choices: list[str], expected: str) -> None:
+    assert read_answer(text, ABCD, choices) == Answer(expected, "content")
+
+
+@pytest.mark.parametrize(("text", "choices"), CONTENT_UNREAD)
+def test_ambiguous_or_negated_content_stays_unparsed(text: str, choices: list[str]) -> None:
+    assert read_answer(text, ABCD, choices) == Answer(None, None)
+
+
+def test_a_label_line_wins_over_content() -> None:
+    # The final sentence names "dolphin" but the explicit line says C.
+    assert read_answer("Answer: C\nA dolphin is not a fish, but a trout is.", ABCD, ANIMALS) == Answer("C", "label")
+    assert read_answer("Answer: E\nSo it is the dolphin.", ABCD, ANIMALS) == Answer(None, None)
 
 
 def test_extraction_cases_cover_none() -> None:

@@ -14,6 +14,7 @@ from typing import Sequence
 import pytest
 from typer.testing import CliRunner
 
+from fem_cli.answers import read_answer
 from fem_cli.cli.main import app
 from fem_cli.evaluation import RESULTS_FILE, EvaluateConfig
 from fem_cli.evaluation.loglik import (
@@ -89,6 +90,7 @@ def test_generative_greedy(tiny_model: Path, questions_file: Path, tmp_path: Pat
         assert record.protocol == "generative" and len(record.outputs) == 1 and record.gold == q.answer
         assert record.prompt == render(tokenizer, build_messages(q, PromptTemplate(), hint=False))
         assert record.prediction == record.extracted[0]
+        assert record.extraction == [read_answer(record.outputs[0], q.labels, q.choices).extraction]
         assert record.correct == (record.prediction == q.answer)
     assert accuracy["value"] == sum(r.correct for r in records) / 12
     failures = sum(r.prediction is None for r in records) / 12

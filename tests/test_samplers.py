@@ -10,7 +10,7 @@ from fem_cli.backends.base import Completion, SamplingSettings
 from fem_cli.errors import FemError
 from fem_cli.filtering import FilterConfig, select
 from fem_cli.prompts import PromptTemplate, hint_text
-from fem_cli.records import GenerationSettings, Question
+from fem_cli.records import GenerationSettings, Question, Sample
 from fem_cli.samplers import SamplerOptions, get_sampler
 from fem_cli.samplers.base import Proposal
 
@@ -108,7 +108,7 @@ def _sample(question: Question, text: str, hinted: bool, stage: str = "hinted"):
     from fem_cli.prompts import build_messages
     from fem_cli.answers import reward
 
-    extracted, score = reward(text, question.labels, question.choices, question.answer)
+    answer, score = reward(text, question.labels, question.choices, question.answer)
     from fem_cli.records import Sample
 
     return Sample(
@@ -116,7 +116,7 @@ def _sample(question: Question, text: str, hinted: bool, stage: str = "hinted"):
         prompt=build_messages(question, template, hint=hinted), train_prompt=build_messages(question, template),
         hint=hint_text(question, template) if hinted else None, text=text, num_tokens=10, finish_reason="stop",
         labels=question.labels, choices=question.choices, gold=question.answer,
-        extracted=extracted, reward=score, model="m",
+        extracted=answer.label, extraction=answer.extraction, reward=score, model="m",
         generation=GenerationSettings(backend="hf", temperature=0.7, top_p=1.0, max_new_tokens=32, seed=0), seed=1,
     )
 
@@ -142,6 +142,18 @@ def test_filter_recomputes_rewards_drops_leaks_duplicates_and_caps(questions):
                        "too_short_dropped": 1, "duplicates_removed": 1, "over_cap_dropped": 1}
     for example in kept:
         assert all("The correct answer is" not in m.content for m in example.prompt)
+
+
+def test_an_answer_given_by_content_is_rewarded_and_recorded_alike_in_sampler_and_filter(questions):
+    q = questions[1]
+    gold_text = q.choices[q.labels.index("B")]
+    content = f"Seven plus one is one more than seven. So the total is {gold_text}."
+    sample = _sample(q, content, hinted=False, stage="self")
+    assert (sample.extracted, sample.extraction, sample.reward) == ("B", "content", 1.0)
+    old_file_line = sample.model_dump(exclude={"extraction"})  # written before the field existed
+    assert Sample.model_validate(old_file_line).extraction is None
+    kept, stats = select([sample], FilterConfig(samples=["x"]))
+    assert [k.completion for k in kept] == [content] and stats.as_dict()["correct"] == 1
 
 
 def test_filter_can_keep_leaks_when_asked(questions):

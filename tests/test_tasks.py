@@ -57,7 +57,7 @@ MMLU_ROWS = [
 
 def test_registry_lists_the_tasks_with_their_counts() -> None:
     assert [spec.name for spec in list_tasks()] == [
-        "arc_easy", "arc_challenge", "openbookqa", "mmlu", "tldr_comparisons", "judge_pairs", "arith"
+        "arc_easy", "arc_challenge", "openbookqa", "mmlu", "tldr_comparisons", "judge_pairs", "arith", "arith_hard"
     ]
     assert get_task("arc_challenge").counts["test"] == 1172
     assert get_task("openbookqa").counts["test"] == 500

