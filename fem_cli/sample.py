@@ -23,6 +23,7 @@ from fem_cli.models import resolve_model
 from fem_cli.prompts import PromptTemplate, check_style
 from fem_cli.provenance import provenance
 from fem_cli.records import GenerationSettings, Question
+from fem_cli.runtime import check_dtype, resolve_dtype
 from fem_cli.samplers import SamplerOptions, get_sampler
 from fem_cli.samplers.base import Proposal
 from fem_cli.tasks import load_questions, task_prompt_style
@@ -47,8 +48,8 @@ class SampleConfig:
     top_p: float = option(1.0, "Nucleus sampling mass.")
     max_new_tokens: int = option(256, "Most tokens generated per sample.")
     batch_size: int = option(64, "hf backend: sequences decoded together (a finished one is replaced at once by the next prompt's).")
-    dtype: str = option("auto", "Weights dtype: auto (hf: float32, vllm: bfloat16), float32, bfloat16, float16.")
-    threads: Optional[int] = option(None, "hf backend: CPU threads (default: all this process may use).")
+    dtype: str = option("auto", "Weights dtype: auto (bfloat16 where the hardware computes it natively: a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX; else float16 on a GPU, float32 on a CPU), float32, bfloat16, float16.")
+    threads: Optional[int] = option(None, "CPU threads of this process (default: $OMP_NUM_THREADS, else all it may use).")
     tensor_parallel_size: int = option(1, "vllm backend: GPUs per model.")
     max_model_len: int = option(2048, "vllm backend: longest prompt + completion.")
     trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you ask).")
@@ -72,6 +73,7 @@ class SampleConfig:
         check_style(self.prompt_style)
         get_sampler(self.sampler)
         choose_backend(self.backend)
+        check_dtype(self.dtype)
         SamplingSettings(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens)
 
 
@@ -110,12 +112,13 @@ def run_sample(
     )
     model = resolve_model(cfg.model)
     backend_name, why = choose_backend(cfg.backend)
-    on_status(f"backend: {backend_name} ({why}); model: {cfg.model} -> {model.path}")
+    dtype, dtype_why = resolve_dtype(cfg.dtype)
+    on_status(f"backend: {backend_name} ({why}); model: {cfg.model} -> {model.path}; dtype: {dtype} ({dtype_why})")
     backend, _ = create_backend(
         backend_name,
         model,
         BackendOptions(
-            batch_size=cfg.batch_size, dtype=cfg.dtype, threads=cfg.threads,
+            batch_size=cfg.batch_size, dtype=dtype,
             tensor_parallel_size=cfg.tensor_parallel_size, max_model_len=cfg.max_model_len,
             seed=cfg.seed, trust_remote_code=cfg.trust_remote_code,
         ),
@@ -154,6 +157,7 @@ def run_sample(
             "questions": len(questions),
             "samples": len(samples),
             "backend": backend_name,
+            "dtype": {"resolved": dtype, "why": dtype_why},
             "wall_seconds": round(wall, 3),
             "stages": stages,
             **provenance(cfg, inputs=[loaded.path] if loaded.path else []),

@@ -12,6 +12,7 @@ from fem_cli.backends.base import GenerationBackend
 from fem_cli.config import did_you_mean
 from fem_cli.errors import FemError
 from fem_cli.models import ResolvedModel
+from fem_cli.runtime import resolve_dtype
 
 BACKENDS = ("auto", "hf", "vllm")
 
@@ -19,8 +20,7 @@ BACKENDS = ("auto", "hf", "vllm")
 @dataclasses.dataclass(frozen=True)
 class BackendOptions:
     batch_size: int = 32
-    dtype: str = "auto"  # auto: float32 for hf on CPU, bfloat16 for vLLM
-    threads: int | None = None
+    dtype: str = "auto"  # auto: what the hardware computes natively (fem_cli.runtime.resolve_dtype)
     tensor_parallel_size: int = 1
     max_model_len: int = 2048
     seed: int = 0
@@ -42,10 +42,10 @@ def choose_backend(name: str) -> tuple[str, str]:
 
 def create_backend(name: str, model: ResolvedModel, options: BackendOptions) -> tuple[GenerationBackend, str]:
     chosen, why = choose_backend(name)
+    dtype, _ = resolve_dtype(options.dtype)
     if chosen == "vllm":
         from fem_cli.backends.vllm import VLLMBackend
 
-        dtype = "bfloat16" if options.dtype == "auto" else options.dtype
         backend: GenerationBackend = VLLMBackend(
             model,
             dtype=dtype,
@@ -57,12 +57,10 @@ def create_backend(name: str, model: ResolvedModel, options: BackendOptions) -> 
     else:
         from fem_cli.backends.hf import HFBackend
 
-        dtype = "float32" if options.dtype == "auto" else options.dtype
         backend = HFBackend(
             model,
             dtype=dtype,
             batch_size=options.batch_size,
-            threads=options.threads,
             trust_remote_code=options.trust_remote_code,
         )
     return backend, why

@@ -12,6 +12,7 @@ from rich.table import Table
 from fem_cli.cli.main import app
 from fem_cli.cli.options import config_command
 from fem_cli.evaluation import RESULTS_FILE, EvaluateConfig, run_evaluate
+from fem_cli.runtime import set_threads
 
 EXAMPLES = """Examples:
 
@@ -44,6 +45,7 @@ def evaluate(cfg: EvaluateConfig) -> None:
     """Evaluate a model (alias, folder, LoRA adapter, hub id) on tasks: generative answers or
     lm-eval's log-likelihood protocol, with accuracy and calibration (ECE, Brier, reliability
     diagram); writes results.json, per-question JSONL and PNGs to --out."""
+    set_threads(cfg.threads)
     console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console

@@ -11,6 +11,7 @@ from typing import Optional
 
 from fem_cli.config import did_you_mean, option
 from fem_cli.prompts import PromptTemplate, check_style
+from fem_cli.runtime import check_dtype
 from fem_cli.tasks import get_task
 from fem_cli.tasks.registry import TASKS
 
@@ -34,8 +35,8 @@ class EvaluateConfig:
     max_new_tokens: int = option(256, "generative: most tokens per answer.")
     backend: str = option("auto", "generative: auto, hf (transformers) or vllm. loglik always runs transformers.")
     batch_size: int = option(16, "hf backend: sequences decoded together; loglik: questions per forward pass (their choices share the context).")
-    dtype: str = option("auto", "Weights dtype: auto (float32 on transformers, bfloat16 on vllm), float32, bfloat16, float16.")
-    threads: Optional[int] = option(None, "Transformers on CPU: threads (default: all this process may use).")
+    dtype: str = option("auto", "Weights dtype: auto (bfloat16 where the hardware computes it natively: a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX; else float16 on a GPU, float32 on a CPU), float32, bfloat16, float16.")
+    threads: Optional[int] = option(None, "CPU threads of this process (default: $OMP_NUM_THREADS, else all it may use).")
     tensor_parallel_size: int = option(1, "vllm backend: GPUs per model.")
     max_model_len: int = option(2048, "vllm backend: longest prompt + completion.")
     trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you ask).")
@@ -64,6 +65,7 @@ class EvaluateConfig:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.num_samples > 1 and self.sampling_temperature == 0:
             raise ValueError("num_samples > 1 needs temperature > 0: greedy samples are all the same answer")
+        check_dtype(self.dtype)
         for name in ("limit", "max_new_tokens", "batch_size", "bootstrap_resamples"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -22,6 +22,7 @@ from fem_cli.evaluation.metrics import accuracy_summary, majority_vote, subject_
 from fem_cli.models import ResolvedModel, load_tokenizer
 from fem_cli.prompts import PromptTemplate, build_messages, render
 from fem_cli.records import EvalRecord, Question
+from fem_cli.runtime import resolve_dtype
 from fem_cli.seeding import derive_seed
 
 LABEL_PROBABILITY = "label_probability"
@@ -66,18 +67,21 @@ class GenerativeEvaluator:
 
     @classmethod
     def from_config(cls, cfg: EvaluateConfig, model: ResolvedModel, styles: Mapping[str, str] | None = None) -> "GenerativeEvaluator":
+        dtype, dtype_why = resolve_dtype(cfg.dtype)
         backend, _ = create_backend(
             cfg.backend,
             model,
             BackendOptions(
-                batch_size=cfg.batch_size, dtype=cfg.dtype, threads=cfg.threads,
+                batch_size=cfg.batch_size, dtype=dtype,
                 tensor_parallel_size=cfg.tensor_parallel_size, max_model_len=cfg.max_model_len,
                 seed=cfg.seed, trust_remote_code=cfg.trust_remote_code,
             ),
         )
         settings = SamplingSettings(n=cfg.num_samples, temperature=cfg.sampling_temperature, max_new_tokens=cfg.max_new_tokens)
         tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
-        return cls(backend, tokenizer, settings, cfg.prompt, cfg.seed, cfg.bootstrap_resamples, styles, cfg.batch_size)
+        evaluator = cls(backend, tokenizer, settings, cfg.prompt, cfg.seed, cfg.bootstrap_resamples, styles, cfg.batch_size)
+        evaluator.settings["dtype"] = {"resolved": dtype, "why": dtype_why}
+        return evaluator
 
     def evaluate(
         self, task: str, questions: Sequence[Question], on_progress: Callable[[int], None] | None = None
