@@ -8,6 +8,7 @@ reason, which outputs record.
 
     hardware = detect_hardware()
     precision, why = resolve_precision("auto", hardware)   # ("bf16", "auto: the CPU has avx512_bf16")
+    dtype, why = resolve_dtype("auto", "vllm", hardware)    # ("bfloat16", ...); "hf" on a CPU: float32
     set_threads(None)                                      # once per process, at the CLI entry
 
 Threads are a process-wide torch setting, so only the CLI commands set them (`set_threads`),
@@ -89,15 +90,21 @@ def resolve_precision(requested: str, hardware: Hardware | None = None) -> tuple
     return ("bf16" if native else "fp32"), f"auto: {why}"
 
 
-def resolve_dtype(requested: str, hardware: Hardware | None = None) -> tuple[str, str]:
-    """Weights dtype for generation and scoring ('float32', 'bfloat16', 'float16'), and why.
+def resolve_dtype(requested: str, engine: str, hardware: Hardware | None = None) -> tuple[str, str]:
+    """Weights dtype for generation and scoring ('float32', 'bfloat16', 'float16') on `engine`
+    ('hf': transformers, the hf backend and loglik; 'vllm'), and why.
 
-    Without native bf16 a GPU still computes fast in float16 (inference needs no loss scaling);
-    a CPU then runs float32, its fastest exact path."""
+    Without native bf16 a GPU still computes fast in float16 (inference needs no loss scaling).
+    transformers on a CPU keeps float32 even with native bf16: bf16's coarse rounding makes a
+    sample depend on the shape of the batch it was decoded in (the same seed at two batch sizes
+    gave different files on the tiny test model), which breaks fem's byte-identical-at-any-batch-
+    size contract, and moves log-likelihoods far more than lm-eval's 1e-3 agreement allows."""
     check_dtype(requested)
     if requested != "auto":
         return requested, f"--dtype {requested}"
     hardware = hardware or detect_hardware()
+    if engine == "hf" and not hardware.cuda:
+        return "float32", "auto: transformers on CPU keeps float32, so samples do not depend on the batch size"
     native, why = native_bf16(hardware)
     if native:
         return "bfloat16", f"auto: {why}"

@@ -48,7 +48,7 @@ class SampleConfig:
     top_p: float = option(1.0, "Nucleus sampling mass.")
     max_new_tokens: int = option(256, "Most tokens generated per sample.")
     batch_size: int = option(64, "hf backend: sequences decoded together (a finished one is replaced at once by the next prompt's).")
-    dtype: str = option("auto", "Weights dtype: auto (bfloat16 where the hardware computes it natively: a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX; else float16 on a GPU, float32 on a CPU), float32, bfloat16, float16.")
+    dtype: str = option("auto", "Weights dtype: auto (a GPU: bfloat16 where it has bf16, else float16; a CPU: float32 on transformers, so samples do not depend on the batch size, and on vllm bfloat16 where AVX512-BF16 or AMX compute it natively), float32, bfloat16, float16.")
     threads: Optional[int] = option(None, "CPU threads of this process (default: $OMP_NUM_THREADS, else all it may use).")
     tensor_parallel_size: int = option(1, "vllm backend: GPUs per model.")
     max_model_len: int = option(2048, "vllm backend: longest prompt + completion.")
@@ -112,7 +112,7 @@ def run_sample(
     )
     model = resolve_model(cfg.model)
     backend_name, why = choose_backend(cfg.backend)
-    dtype, dtype_why = resolve_dtype(cfg.dtype)
+    dtype, dtype_why = resolve_dtype(cfg.dtype, backend_name)
     on_status(f"backend: {backend_name} ({why}); model: {cfg.model} -> {model.path}; dtype: {dtype} ({dtype_why})")
     backend, _ = create_backend(
         backend_name,

@@ -32,23 +32,31 @@ CUDA_NO_BF16 = Hardware(cuda=True, cuda_bf16=False, cpu_flags=AVX512_BF16.cpu_fl
 )
 def test_auto_follows_the_hardware(hardware, precision, dtype, why) -> None:
     assert resolve_precision("auto", hardware)[0] == precision
-    assert resolve_dtype("auto", hardware)[0] == dtype
+    assert resolve_dtype("auto", "vllm", hardware)[0] == dtype
     assert resolve_precision("auto", hardware)[1].startswith(why)
-    assert resolve_dtype("auto", hardware)[1].startswith(why)
+    assert resolve_dtype("auto", "vllm", hardware)[1].startswith(why)
+    if hardware.cuda:
+        assert resolve_dtype("auto", "hf", hardware) == resolve_dtype("auto", "vllm", hardware)
+
+
+@pytest.mark.parametrize("hardware", [AVX2_ONLY, AVX512_BF16, AMX])
+def test_transformers_on_cpu_keeps_float32_for_batch_independent_samples(hardware) -> None:
+    dtype, why = resolve_dtype("auto", "hf", hardware)
+    assert dtype == "float32" and "do not depend on the batch size" in why
 
 
 @pytest.mark.parametrize("hardware", [AVX2_ONLY, AVX512_BF16, CUDA_NO_BF16])
 def test_an_explicit_choice_is_kept_on_any_hardware(hardware) -> None:
     assert resolve_precision("bf16", hardware) == ("bf16", "--precision bf16")
     assert resolve_precision("fp32", hardware) == ("fp32", "--precision fp32")
-    assert resolve_dtype("float16", hardware) == ("float16", "--dtype float16")
+    assert resolve_dtype("float16", "hf", hardware) == ("float16", "--dtype float16")
 
 
 def test_unknown_values_are_refused() -> None:
     with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, got 'fp16'"):
         resolve_precision("fp16", AVX2_ONLY)
     with pytest.raises(ValueError, match="dtype must be one of auto, float32, bfloat16, float16, got 'half'"):
-        resolve_dtype("half", AVX2_ONLY)
+        resolve_dtype("half", "vllm", AVX2_ONLY)
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:

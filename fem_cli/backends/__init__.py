@@ -42,7 +42,7 @@ def choose_backend(name: str) -> tuple[str, str]:
 
 def create_backend(name: str, model: ResolvedModel, options: BackendOptions) -> tuple[GenerationBackend, str]:
     chosen, why = choose_backend(name)
-    dtype, _ = resolve_dtype(options.dtype)
+    dtype, _ = resolve_dtype(options.dtype, chosen)
     if chosen == "vllm":
         from fem_cli.backends.vllm import VLLMBackend
 

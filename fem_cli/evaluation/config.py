@@ -35,7 +35,7 @@ class EvaluateConfig:
     max_new_tokens: int = option(256, "generative: most tokens per answer.")
     backend: str = option("auto", "generative: auto, hf (transformers) or vllm. loglik always runs transformers.")
     batch_size: int = option(16, "hf backend: sequences decoded together; loglik: questions per forward pass (their choices share the context).")
-    dtype: str = option("auto", "Weights dtype: auto (bfloat16 where the hardware computes it natively: a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX; else float16 on a GPU, float32 on a CPU), float32, bfloat16, float16.")
+    dtype: str = option("auto", "Weights dtype: auto (a GPU: bfloat16 where it has bf16, else float16; a CPU: float32 on transformers, so samples do not depend on the batch size, and on vllm bfloat16 where AVX512-BF16 or AMX compute it natively), float32, bfloat16, float16.")
     threads: Optional[int] = option(None, "CPU threads of this process (default: $OMP_NUM_THREADS, else all it may use).")
     tensor_parallel_size: int = option(1, "vllm backend: GPUs per model.")
     max_model_len: int = option(2048, "vllm backend: longest prompt + completion.")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from fem_cli.answers import extract_answer
-from fem_cli.backends import BackendOptions, create_backend
+from fem_cli.backends import BackendOptions, choose_backend, create_backend
 from fem_cli.backends.base import GenerationBackend, GenerationRequest, SamplingSettings
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, majority_vote, subject_breakdown
@@ -67,7 +67,7 @@ class GenerativeEvaluator:
 
     @classmethod
     def from_config(cls, cfg: EvaluateConfig, model: ResolvedModel, styles: Mapping[str, str] | None = None) -> "GenerativeEvaluator":
-        dtype, dtype_why = resolve_dtype(cfg.dtype)
+        dtype, dtype_why = resolve_dtype(cfg.dtype, choose_backend(cfg.backend)[0])
         backend, _ = create_backend(
             cfg.backend,
             model,

@@ -242,7 +242,7 @@ class LoglikEvaluator:
 
     @classmethod
     def from_config(cls, cfg: EvaluateConfig, model: ResolvedModel) -> "LoglikEvaluator":
-        dtype, dtype_why = runtime.resolve_dtype(cfg.dtype)
+        dtype, dtype_why = runtime.resolve_dtype(cfg.dtype, "hf")
         tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
         lm = load_model(model, dtype=dtype, trust_remote_code=cfg.trust_remote_code).to(runtime.device())
         evaluator = cls(LoglikScorer(lm, tokenizer, cfg.batch_size), cfg.seed, cfg.bootstrap_resamples)
