@@ -20,7 +20,7 @@ BACKENDS = ("auto", "hf", "vllm")
 @dataclasses.dataclass(frozen=True)
 class BackendOptions:
     batch_size: int = 32
-    dtype: str = "auto"  # auto: what the hardware computes natively (fem_cli.runtime.resolve_dtype)
+    dtype: str = "auto"  # auto: chosen per backend and hardware (fem_cli.runtime.resolve_dtype)
     tensor_parallel_size: int = 1
     max_model_len: int = 2048
     seed: int = 0

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from fem_cli import runtime
 from fem_cli.backends.base import (
     Completion,
     GenerationRequest,
@@ -30,7 +31,6 @@ from fem_cli.backends.base import (
     SamplingSettings,
     finish_text,
 )
-from fem_cli import runtime
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer
 from fem_cli.prompts import prompt_token_ids, render
 from fem_cli.seeding import derive_seed
@@ -201,7 +201,6 @@ class HFBackend:
         trust_remote_code: bool = False,
     ) -> None:
         self.batch_size = batch_size
-        self.dtype = dtype
         self.tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
         self.device = runtime.device()
         self.model = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code).to(self.device)

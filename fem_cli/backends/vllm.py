@@ -64,7 +64,6 @@ class VLLMBackend:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
-        self.dtype = dtype
         self.tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
         self.max_num_batched_tokens = max_num_batched_tokens
         self.lora_request = None
