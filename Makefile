@@ -90,7 +90,7 @@ $(PIPE_DIR)/train.jsonl: $(PIPE_DIR)/samples.jsonl
 	$(FEM) filter $< --max-per-question 2 --out $@
 
 $(PIPE_DIR)/model/fem_train.json: $(PIPE_DIR)/train.jsonl
-	$(FEM) finetune --model $(PIPE_MODEL) --train $< --out $(PIPE_DIR)/model --overwrite --epochs 2 --learning-rate 2e-5 --precision bf16
+	$(FEM) finetune --model $(PIPE_MODEL) --train $< --out $(PIPE_DIR)/model --overwrite --epochs 2 --learning-rate 2e-5
 
 $(PIPE_DIR)/eval/results.json: $(PIPE_DIR)/model/fem_train.json
 	$(FEM) evaluate --model $(PIPE_DIR)/model --task $(PIPE_TASK) --limit 50 --backend hf --max-new-tokens 160 --out $(PIPE_DIR)/eval

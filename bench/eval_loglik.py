@@ -130,7 +130,7 @@ def main() -> int:
         return 2
     import torch
 
-    from fem_cli.backends.hf import default_threads
+    from fem_cli.runtime import default_threads
     from fem_cli.models import resolve_model
 
     model = args.model or resolve_model("smollm2").path

@@ -94,7 +94,8 @@ def run_sample(
     )
     model = resolve_model(cfg.model)
     backend_name, why = choose_backend(cfg.backend)
-    on_status(f"backend: {backend_name} ({why}); model: {cfg.model} -> {model.path}")
+    dtype, dtype_why = cfg.resolved_dtype()
+    on_status(f"backend: {backend_name} ({why}); model: {cfg.model} -> {model.path}; dtype: {dtype} ({dtype_why})")
     backend, _ = cfg.build_backend(model, cfg.seed)
     proposal = Proposal(
         backend=backend,
@@ -130,6 +131,7 @@ def run_sample(
             "questions": len(questions),
             "samples": len(samples),
             "backend": backend_name,
+            "dtype": {"resolved": dtype, "why": dtype_why},
             "wall_seconds": round(wall, 3),
             "stages": stages,
             **provenance(cfg, inputs=[loaded.path] if loaded.path else []),

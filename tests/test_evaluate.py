@@ -31,6 +31,7 @@ from fem_cli.jsonl import read_jsonl
 from fem_cli.models import load_model, load_tokenizer
 from fem_cli.prompts import PromptTemplate, build_messages, render
 from fem_cli.records import EvalRecord, Question
+from fem_cli.runtime import resolve_dtype
 
 runner = CliRunner()
 
@@ -70,7 +71,11 @@ def test_generative_greedy(tiny_model: Path, questions_file: Path, tmp_path: Pat
     assert result.exit_code == 0, result.output
     results = json.loads((out / RESULTS_FILE).read_text())
     assert results["protocol"] == "generative" and results["split"] == "validation" and results["seed"] == 0
-    assert results["settings"] == {"engine": "hf", "num_samples": 1, "temperature": 0.0, "max_new_tokens": 24}
+    dtype, why = resolve_dtype("auto", "hf")  # what transformers runs on this machine, and why
+    assert results["settings"] == {
+        "engine": "hf", "num_samples": 1, "temperature": 0.0, "max_new_tokens": 24,
+        "dtype": {"resolved": dtype, "why": why},
+    }
     for key in ("config", "command", "versions", "git", "date", "inputs", "wall_seconds", "model_path"):
         assert key in results
     assert str(questions_file) in results["inputs"]

@@ -7,7 +7,6 @@ torchrun test starts two Python interpreters (about 10 s).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import importlib.util
 import json
 import math
@@ -20,6 +19,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from fem_cli import runtime
 from fem_cli.cli.main import app
 from fem_cli.config import build_config
 from fem_cli.errors import FemError
@@ -27,6 +27,7 @@ from fem_cli.jsonl import write_jsonl
 from fem_cli.models import load_model, load_tokenizer, prepared_folder, resolve_model
 from fem_cli.prompts import PromptTemplate, build_messages, render
 from fem_cli.records import Question, TrainExample
+from fem_cli.runtime import Hardware
 from fem_cli.train.config import FinetuneConfig
 from fem_cli.train.data import IGNORE_INDEX, CompletionCollator, tokenize_example, tokenize_examples
 from fem_cli.train.finetune import MARKER, completion_only_loss, run_finetune
@@ -219,8 +220,30 @@ def test_bf16_mixed_precision_keeps_fp32_weights(tiny_model: Path, train_file: P
     out = tmp_path / "ckpt"
     result = finetune("--model", str(tiny_model), "--train", str(train_file), "--out", str(out), "--precision", "bf16")
     assert result.exit_code == 0, result.output
-    assert all(math.isfinite(entry["loss"]) for entry in read_record(out)["training"]["losses"])
+    training = read_record(out)["training"]
+    assert (training["precision"], training["precision_why"]) == ("bf16", "--precision bf16")
+    assert all(math.isfinite(entry["loss"]) for entry in training["losses"])
     assert json.loads((out / "config.json").read_text())["dtype"] == "float32"
+
+
+@pytest.mark.parametrize(
+    ("hardware", "precision", "why"),
+    [
+        (Hardware(cpu_flags=frozenset({"avx2", "avx512f"})), "fp32", "auto: the CPU has neither avx512_bf16 nor amx_bf16"),
+        (Hardware(cpu_flags=frozenset({"avx512f", "avx512_bf16"})), "bf16", "auto: the CPU has avx512_bf16"),
+    ],
+)
+def test_auto_precision_follows_the_hardware_and_is_recorded(
+    tiny_model: Path, train_file: Path, tmp_path: Path, monkeypatch, hardware, precision, why
+) -> None:
+    monkeypatch.setattr(runtime, "detect_hardware", lambda: hardware)
+    out = tmp_path / "ckpt"
+    result = finetune("--model", str(tiny_model), "--train", str(train_file), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    record = read_record(out)
+    assert record["provenance"]["config"]["precision"] == "auto"
+    assert record["training"]["precision"] == precision
+    assert record["training"]["precision_why"].startswith(why)
 
 
 def test_continue_from_an_adapter_keeps_training_it(tiny_model: Path, train_file: Path, tmp_path: Path) -> None:
@@ -271,7 +294,7 @@ def test_malformed_line_names_file_and_line(tiny_model: Path, train_file: Path, 
     ("flags", "message"),
     [
         (["--learning-rate", "0"], "learning_rate must be > 0"),
-        (["--precision", "fp16"], "'fp16' is not one of fp32, bf16"),
+        (["--precision", "fp16"], "'fp16' is not one of auto, fp32, bf16"),
         (["--init", "warm"], "'warm' is not one of base, continue"),
         (["--warmup-ratio", "1.5"], "warmup_ratio must be in [0, 1)"),
         (["--merge"], "merge needs LoRA"),

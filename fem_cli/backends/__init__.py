@@ -14,6 +14,7 @@ from fem_cli.backends.base import GenerationBackend
 from fem_cli.config import did_you_mean, option
 from fem_cli.errors import FemError
 from fem_cli.models import ResolvedModel
+from fem_cli.runtime import check_dtype, resolve_dtype
 
 BACKENDS = ("auto", "hf", "vllm")
 
@@ -21,8 +22,7 @@ BACKENDS = ("auto", "hf", "vllm")
 @dataclasses.dataclass(frozen=True)
 class BackendOptions:
     batch_size: int = 32
-    dtype: str = "auto"  # auto: float32 for hf on CPU, bfloat16 for vLLM
-    threads: int | None = None
+    dtype: str = "auto"  # auto: chosen per backend and hardware (fem_cli.runtime.resolve_dtype)
     tensor_parallel_size: int = 1
     max_model_len: int = 2048
     seed: int = 0
@@ -36,8 +36,8 @@ class BackendSettings:
 
     backend: str = option("auto", "Generation backend: auto (vLLM when installed, else hf), hf (transformers) or vllm.")
     batch_size: int = option(64, "hf backend: sequences decoded together (a finished one is replaced at once by the next prompt's).")
-    dtype: str = option("auto", "Weights dtype: auto (float32 on transformers, bfloat16 on vllm), float32, bfloat16, float16.")
-    threads: Optional[int] = option(None, "Transformers on CPU: threads (default: all this process may use).")
+    dtype: str = option("auto", "Weights dtype: auto (a GPU: bfloat16 where it has bf16, else float16; a CPU: float32 on transformers, so samples do not depend on the batch size, and on vllm bfloat16 where AVX512-BF16 or AMX compute it natively), float32, bfloat16, float16.")
+    threads: Optional[int] = option(None, "CPU threads of this process (default: $OMP_NUM_THREADS, else all it may use).")
     tensor_parallel_size: int = option(1, "vllm backend: GPUs per model.")
     max_model_len: int = option(2048, "vllm backend: longest prompt + completion.")
     trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you ask).")
@@ -46,6 +46,11 @@ class BackendSettings:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         choose_backend(self.backend)
+        check_dtype(self.dtype)
+
+    def resolved_dtype(self) -> tuple[str, str]:
+        """(the weights dtype `auto` or the given one resolves to on this hardware, why)."""
+        return resolve_dtype(self.dtype, choose_backend(self.backend)[0])
 
     def build_backend(self, model: ResolvedModel, seed: int) -> tuple[GenerationBackend, str]:
         """(the backend these settings describe, loaded with `model`; why it was chosen)."""
@@ -53,7 +58,7 @@ class BackendSettings:
             self.backend,
             model,
             BackendOptions(
-                batch_size=self.batch_size, dtype=self.dtype, threads=self.threads,
+                batch_size=self.batch_size, dtype=self.dtype,
                 tensor_parallel_size=self.tensor_parallel_size, max_model_len=self.max_model_len,
                 seed=seed, trust_remote_code=self.trust_remote_code,
             ),
@@ -75,10 +80,10 @@ def choose_backend(name: str) -> tuple[str, str]:
 
 def create_backend(name: str, model: ResolvedModel, options: BackendOptions) -> tuple[GenerationBackend, str]:
     chosen, why = choose_backend(name)
+    dtype, _ = resolve_dtype(options.dtype, chosen)
     if chosen == "vllm":
         from fem_cli.backends.vllm import VLLMBackend
 
-        dtype = "bfloat16" if options.dtype == "auto" else options.dtype
         backend: GenerationBackend = VLLMBackend(
             model,
             dtype=dtype,
@@ -90,12 +95,10 @@ def create_backend(name: str, model: ResolvedModel, options: BackendOptions) -> 
     else:
         from fem_cli.backends.hf import HFBackend
 
-        dtype = "float32" if options.dtype == "auto" else options.dtype
         backend = HFBackend(
             model,
             dtype=dtype,
             batch_size=options.batch_size,
-            threads=options.threads,
             trust_remote_code=options.trust_remote_code,
         )
     return backend, why

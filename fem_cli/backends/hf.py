@@ -16,7 +16,6 @@ Our own decode loop over the model's KV cache rather than `model.generate`:
 from __future__ import annotations
 
 import inspect
-import os
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -24,6 +23,7 @@ from typing import Callable, Sequence
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from fem_cli import runtime
 from fem_cli.backends.base import (
     Completion,
     GenerationRequest,
@@ -40,11 +40,6 @@ LayerKV = tuple[torch.Tensor, torch.Tensor]
 # Masked columns that every live row skips (left behind by finished rows) are dropped from the
 # cache once there are this many: attention reads every column, masked or not.
 DEAD_COLUMNS_TO_DROP = 32
-
-
-def default_threads() -> int:
-    # The CPUs this process may use (container limits included), not the host's count.
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class SlotLayer(DynamicLayer):
@@ -203,13 +198,11 @@ class HFBackend:
         model: ResolvedModel,
         dtype: str = "float32",
         batch_size: int = 32,
-        threads: int | None = None,
         trust_remote_code: bool = False,
     ) -> None:
-        torch.set_num_threads(threads or default_threads())
         self.batch_size = batch_size
         self.tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = runtime.device()
         self.model = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code).to(self.device)
         self.num_layers = self.model.config.get_text_config(decoder=True).num_hidden_layers
         self.eos_ids = self._end_of_turn_ids()

@@ -13,6 +13,7 @@ from fem_cli.cli.options import config_command
 from fem_cli.evaluation import EvaluateConfig, run_evaluate
 from fem_cli.evaluation.metrics import format_accuracy
 from fem_cli.runs import results_path
+from fem_cli.runtime import set_threads
 
 EXAMPLES = """Examples:
 
@@ -41,6 +42,7 @@ def evaluate(cfg: EvaluateConfig) -> None:
     """Evaluate a model (alias, folder, LoRA adapter, hub id) on tasks: generative answers or
     lm-eval's log-likelihood protocol, with accuracy and calibration (ECE, Brier, reliability
     diagram); writes results.json, per-question JSONL and PNGs to --out."""
+    set_threads(cfg.threads)
     console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console

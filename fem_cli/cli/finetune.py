@@ -22,7 +22,7 @@ EXAMPLES = """Examples:
 
   fem finetune --model smollm2 --train runs/it1/train.jsonl --out runs/it1/ckpt --epochs 2
 
-  fem finetune --model qwen --train train.jsonl --out ckpt-lora --lora-r 16 --merge --precision bf16
+  fem finetune --model qwen --train train.jsonl --out ckpt-lora --lora-r 16 --merge
 
   torchrun --nproc_per_node 2 -m fem_cli finetune --model smollm2 --train train.jsonl --out ckpt
 """
@@ -32,7 +32,6 @@ EXAMPLES = """Examples:
 def finetune_command(cfg: FinetuneConfig) -> None:
     """Fine-tune a model on filtered rationales (the M-step), with the loss on completions only."""
     from fem_cli.train.finetune import MARKER, run_finetune  # lazy: pulls in torch and transformers
-
     folder = run_finetune(cfg)
     # torchrun and accelerate launch set RANK; one summary is enough.
     if os.environ.get("RANK", "0") == "0":
@@ -45,6 +44,7 @@ def _print_summary(folder: Path, record: dict) -> None:
     table.add_row("examples kept", f"{counts['kept']} of {counts['examples_read']}")
     table.add_row("dropped (too long)", str(counts["dropped_too_long"]))
     table.add_row("steps", str(training["steps"]))
+    table.add_row("precision", f"{training['precision']} ({training['precision_why']})")
     final = training["final_loss"]
     table.add_row("final loss", "-" if final is None else f"{final:.4f}")
     speed = training["tokens_per_s"]

@@ -6,8 +6,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fem_cli.config import did_you_mean
-from fem_cli.errors import FemError
 from fem_cli.models import ALIASES, is_prepared, prepare_embedded, prepared_folder
 
 models_app = typer.Typer(help="Model aliases and the embedded offline models.", no_args_is_help=True)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from fem_cli.cli.options import config_command
 from fem_cli.runs import summary_path
+from fem_cli.runtime import set_threads
 from fem_cli.sample import SampleConfig, run_sample
 
 EXAMPLES = """Examples:
@@ -23,6 +24,7 @@ EXAMPLES = """Examples:
 @config_command(SampleConfig, name="sample", epilog=EXAMPLES)
 def sample(cfg: SampleConfig) -> None:
     """Draw rationales for each question from a proposal (rs, star, pps) and score them."""
+    set_threads(cfg.threads)
     console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -66,9 +66,12 @@ class GenerativeEvaluator:
     @classmethod
     def from_config(cls, cfg: EvaluateConfig, model: ResolvedModel, styles: Mapping[str, str] | None = None) -> "GenerativeEvaluator":
         backend, _ = cfg.build_backend(model, cfg.seed)
+        dtype, dtype_why = cfg.resolved_dtype()
         settings = SamplingSettings(n=cfg.num_samples, temperature=cfg.sampling_temperature, max_new_tokens=cfg.max_new_tokens)
         tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
-        return cls(backend, tokenizer, settings, cfg.prompt, cfg.seed, cfg.bootstrap_resamples, styles, cfg.batch_size)
+        evaluator = cls(backend, tokenizer, settings, cfg.prompt, cfg.seed, cfg.bootstrap_resamples, styles, cfg.batch_size)
+        evaluator.settings["dtype"] = {"resolved": dtype, "why": dtype_why}
+        return evaluator
 
     def evaluate(
         self, task: str, questions: Sequence[Question], on_progress: Callable[[int], None] | None = None

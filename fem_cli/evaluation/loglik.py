@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from fem_cli.backends.hf import default_threads
+from fem_cli import runtime
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, softmax, subject_breakdown
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer
@@ -196,12 +196,12 @@ class LoglikEvaluator:
 
     @classmethod
     def from_config(cls, cfg: EvaluateConfig, model: ResolvedModel) -> "LoglikEvaluator":
-        torch.set_num_threads(cfg.threads or default_threads())
-        dtype = "float32" if cfg.dtype == "auto" else cfg.dtype
+        dtype, dtype_why = runtime.resolve_dtype(cfg.dtype, "hf")
         tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
-        lm = load_model(model, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
-        lm = lm.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-        return cls(LoglikScorer(lm, tokenizer, cfg.batch_size), cfg.seed, cfg.bootstrap_resamples)
+        lm = load_model(model, dtype=dtype, trust_remote_code=cfg.trust_remote_code).to(runtime.device())
+        evaluator = cls(LoglikScorer(lm, tokenizer, cfg.batch_size), cfg.seed, cfg.bootstrap_resamples)
+        evaluator.settings["dtype"] = {"resolved": dtype, "why": dtype_why}
+        return evaluator
 
     def evaluate(
         self, task: str, questions: Sequence[Question], on_progress: Callable[[int], None] | None = None

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 from fem_cli.config import option, validate_config
-from fem_cli.errors import FemError
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.filtering import FilterConfig
 from fem_cli.prompts import PromptTemplate, check_style

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from fem_cli.config import option
+from fem_cli.runtime import check_precision
 
-PRECISIONS = ("fp32", "bf16")
 INITS = ("base", "continue")
 REPORTERS = ("none", "tensorboard", "wandb")
 
@@ -41,8 +41,11 @@ class FinetuneConfig:
     warmup_ratio: float = option(0.0, "Share of the steps spent warming the learning rate up from 0, in [0, 1).")
     weight_decay: float = option(0.0, "AdamW weight decay.")
     seed: int = option(0, "Seed for initialization of LoRA weights, data order and dropout.")
-    precision: Literal["fp32", "bf16"] = option(
-        "fp32", "fp32, or bf16 mixed precision (autocast; the weights stay and are saved in fp32)."
+    precision: Literal["auto", "fp32", "bf16"] = option(
+        "auto",
+        "fp32, or bf16 mixed precision (autocast; the weights stay and are saved in fp32); auto: bf16 where "
+        "the hardware computes it natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX), else fp32. "
+        "fem_train.json records the choice and why.",
     )
     group_by_length: bool = option(
         True, "Batch examples of similar length together, so little compute goes to padding."
@@ -71,7 +74,7 @@ class FinetuneConfig:
         if self.out is None:
             raise ValueError("out is required (--out FOLDER)")
         _one_of("init", self.init, INITS)
-        _one_of("precision", self.precision, PRECISIONS)
+        check_precision(self.precision)
         _one_of("report_to", self.report_to, REPORTERS)
         for name in ("max_length", "epochs", "batch_size", "grad_accum", "lora_alpha"):
             if getattr(self, name) < 1:

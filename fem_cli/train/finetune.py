@@ -35,6 +35,7 @@ from fem_cli.jsonl import read_jsonl, write_json
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer, resolve_model
 from fem_cli.provenance import provenance
 from fem_cli.records import TrainExample
+from fem_cli.runtime import resolve_precision
 from fem_cli.train.config import FinetuneConfig
 from fem_cli.train.data import IGNORE_INDEX, CompletionCollator, TokenizedData, tokenize_examples
 
@@ -62,9 +63,10 @@ def run_finetune(cfg: FinetuneConfig) -> Path:
         )
     set_seed(cfg.seed)  # before the model: LoRA weights are initialized when they are added
     model = _trainable_model(resolved, cfg)
+    precision = resolve_precision(cfg.precision)
 
     staging = out.parent / f".{out.name}.partial"
-    args = _training_arguments(cfg, staging)
+    args = _training_arguments(cfg, precision[0], staging)
     if args.should_save:
         # A killed run may have left a staging folder; its files must not leak into this output.
         shutil.rmtree(staging, ignore_errors=True)
@@ -83,7 +85,7 @@ def run_finetune(cfg: FinetuneConfig) -> Path:
         staging.mkdir(parents=True, exist_ok=True)
         kind = _save_model(trainer.accelerator.unwrap_model(trainer.model), cfg, resolved, staging)
         tokenizer.save_pretrained(staging)
-        write_json(staging / MARKER, _train_record(cfg, resolved, kind, data, trainer, result.metrics))
+        write_json(staging / MARKER, _train_record(cfg, resolved, kind, data, precision, trainer, result.metrics))
         _publish(staging, out)
     # Every process returns only once the output is in place.
     trainer.accelerator.wait_for_everyone()
@@ -170,7 +172,7 @@ def _trainable_model(resolved: ResolvedModel, cfg: FinetuneConfig) -> Any:
         raise FemError(f"--lora-target-modules {cfg.lora_target_modules}: {err}") from None
 
 
-def _training_arguments(cfg: FinetuneConfig, output_dir: Path) -> TrainingArguments:
+def _training_arguments(cfg: FinetuneConfig, precision: str, output_dir: Path) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(output_dir),  # Trainer itself writes only tensorboard logs there
         num_train_epochs=cfg.epochs,
@@ -180,7 +182,7 @@ def _training_arguments(cfg: FinetuneConfig, output_dir: Path) -> TrainingArgume
         warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a share of the steps
         weight_decay=cfg.weight_decay,
         seed=cfg.seed,
-        bf16=cfg.precision == "bf16",
+        bf16=precision == "bf16",
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         logging_steps=1,
         save_strategy="no",  # the one checkpoint is saved by run_finetune, atomically
@@ -218,8 +220,8 @@ def _save_model(model: Any, cfg: FinetuneConfig, resolved: ResolvedModel, folder
 
 
 def _train_record(
-    cfg: FinetuneConfig, resolved: ResolvedModel, kind: str, data: TokenizedData, trainer: Trainer,
-    metrics: dict[str, float],
+    cfg: FinetuneConfig, resolved: ResolvedModel, kind: str, data: TokenizedData, precision: tuple[str, str],
+    trainer: Trainer, metrics: dict[str, float],
 ) -> dict[str, Any]:
     losses = [
         {"step": entry["step"], "loss": entry["loss"]} for entry in trainer.state.log_history if "loss" in entry
@@ -241,6 +243,8 @@ def _train_record(
         },
         "training": {
             "world_size": trainer.args.world_size,
+            "precision": precision[0],  # fp32 or bf16, what ran (the config keeps what was asked)
+            "precision_why": precision[1],
             "steps": trainer.state.global_step,
             "epochs": cfg.epochs,
             "runtime_s": runtime,
