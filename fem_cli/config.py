@@ -77,11 +77,16 @@ def read_recipe(path: str | Path, _including: tuple[Path, ...] = ()) -> dict[str
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        payload = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a leading byte-order mark (Windows editors) is not part of the recipe.
+        payload = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise FemError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    except UnicodeDecodeError as err:
+        raise FemError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except RecursionError:
+        raise FemError(f"{path}: not valid YAML (nested too deeply)") from None
     if payload is None:
         return {}
     if not isinstance(payload, dict):

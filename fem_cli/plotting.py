@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from fem_cli.jsonl import atomic_write
 
 
 def pyplot() -> Any:
@@ -17,11 +18,11 @@ def pyplot() -> Any:
 
 
 def save_png(figure: Any, path: Path, dpi: int = 110) -> Path:
-    """Write `figure` to `path` through a temporary file, then close it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    """Write `figure` to `path` through a temporary file (as every output), then close it."""
     figure.tight_layout()
-    figure.savefig(tmp, dpi=dpi)
-    pyplot().close(figure)
-    tmp.replace(path)
+    try:
+        with atomic_write(path, "wb") as handle:
+            figure.savefig(handle, dpi=dpi, format="png")
+    finally:
+        pyplot().close(figure)
     return path

@@ -41,6 +41,7 @@ import torch
 from fem_cli.backends.hf import default_threads
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, softmax, subject_breakdown
+from fem_cli.lengths import model_max_length
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer
 from fem_cli.records import EvalRecord, Question
 
@@ -234,8 +235,12 @@ def predictions(logliks: Sequence[float], choices: Sequence[str]) -> tuple[int, 
 class LoglikEvaluator:
     """Scores tasks with the loglik protocol and summarizes acc and acc_norm."""
 
+    # Nothing is generated: the context and the longest choice must fit.
+    max_new_tokens = 0
+
     def __init__(self, scorer: LoglikScorer, seed: int, resamples: int) -> None:
         self.scorer = scorer
+        self.max_length = model_max_length(scorer.model.config, scorer.tokenizer)
         self.seed = seed
         self.resamples = resamples
         self.settings: dict[str, Any] = {"engine": "transformers", "batch_size": scorer.batch_size}
@@ -248,6 +253,15 @@ class LoglikEvaluator:
         lm = load_model(model, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
         lm = lm.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
         return cls(LoglikScorer(lm, tokenizer, cfg.batch_size), cfg.seed, cfg.bootstrap_resamples)
+
+    def prompt_tokens(self, task: str) -> Callable[[Question], int]:
+        """Positions a question's row takes: its context and its longest choice."""
+
+        def measure(question: Question) -> int:
+            context, choices = encode_request(self.scorer.tokenizer, choice_request(task, question))
+            return len(context) + max(len(choice) for choice in choices)
+
+        return measure
 
     def evaluate(
         self, task: str, questions: Sequence[Question], on_progress: Callable[[int], None] | None = None

@@ -12,6 +12,7 @@ from typing import Optional
 
 from fem_cli.config import option
 from fem_cli.jsonl import atomic_write
+from fem_cli.outputs import check_writable
 from fem_cli.report.collect import IterationFigures, collect_run, read_run
 from fem_cli.report.plots import plot_runs
 from fem_cli.report.tables import markdown_table
@@ -42,8 +43,9 @@ def collect(cfg: ReportConfig) -> dict[str, list[IterationFigures]]:
 
 
 def run_report(cfg: ReportConfig) -> tuple[Path, dict[str, list[IterationFigures]]]:
-    runs = collect(cfg)
     out = cfg.out_dir
+    check_writable(out, kind="folder")
+    runs = collect(cfg)
     pngs = plot_runs(runs, out)
     sections = ["# fem report", ""]
     for name, iterations in runs.items():
