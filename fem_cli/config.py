@@ -82,7 +82,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise FemError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        reason = " ".join(str(getattr(err, "problem", None) or err).split())  # one line, whatever the error
+        raise FemError(f"{where}: not valid YAML ({reason})") from None
     except UnicodeDecodeError as err:
         raise FemError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except RecursionError:

@@ -60,12 +60,19 @@ def iter_jsonl_lines(path: str | Path, record_type: type[R]) -> Iterator[tuple[i
     path = Path(path)
     if not path.is_file():
         raise FemError(f"{path}: no such file")
-    with path.open(encoding=TEXT_ENCODING, newline="\n") as handle:
+    with path.open("rb") as handle:
+        for line_number, payload in json_objects(path, text_lines(path, handle)):
+            yield line_number, validate_record(record_type, payload, f"{path}:{line_number}")
+
+
+def text_lines(path: Path, raw_lines: Iterable[bytes]) -> Iterator[str]:
+    """Decoded lines (split at b"\n" only), a byte-order mark on the first one dropped;
+    FemError `file:line` for a line that is not UTF-8."""
+    for line_number, raw in enumerate(raw_lines, start=1):
         try:
-            for line_number, payload in json_objects(path, handle):
-                yield line_number, validate_record(record_type, payload, f"{path}:{line_number}")
+            yield raw.decode(TEXT_ENCODING if line_number == 1 else "utf-8")
         except UnicodeDecodeError as err:
-            raise FemError(f"{path}: not UTF-8 text (byte {err.start} of a block near the failing line)") from None
+            raise FemError(f"{path}:{line_number}: not UTF-8 text (byte {err.start + 1} of the line)") from None
 
 
 def validate_record(record_type: type[R], payload: dict[str, Any], where: str) -> R:

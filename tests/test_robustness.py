@@ -228,11 +228,11 @@ def test_measuring_a_40000_word_prompt_takes_well_under_a_second(tiny_model):
 
 
 def interrupt_after(batches: int):
-    """A progress callback that raises once `batches` batches of 4 questions are finished."""
+    """A progress callback that raises in the batch after `batches` batches of 4 questions."""
 
     def progress(*args) -> None:  # sample: (stage, done, total, tokens); evaluate: (task, done, total)
         done, total = args[1:3]
-        if done >= 4 * batches and done < total:
+        if 4 * batches < done < total:
             raise KeyboardInterrupt
 
     return progress

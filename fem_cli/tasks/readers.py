@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import csv
 import dataclasses
+import io
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -42,11 +43,20 @@ def _json_lines(path: Path, text: str) -> RowTable:
 
 
 def _read_jsonl(path: Path, split: str) -> RowTable:
-    return _json_lines(path, path.read_text(encoding=TEXT_ENCODING))
+    return _json_lines(path, _read_text(path))
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode(TEXT_ENCODING)
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise FemError(f"{path}:{line}: not UTF-8 text") from None
 
 
 def _read_json(path: Path, split: str) -> RowTable:
-    text = path.read_text(encoding=TEXT_ENCODING)
+    text = _read_text(path)
     if not text.lstrip().startswith("["):
         # Many `.json` question files are JSON lines under another name.
         return _json_lines(path, text)
@@ -80,7 +90,7 @@ def _decode_cell(cell: str) -> Any:
 def _read_csv(path: Path, split: str) -> RowTable:
     rows: list[dict[str, Any]] = []
     line_numbers: list[int] = []
-    with path.open(encoding=TEXT_ENCODING, newline="") as handle:
+    with io.StringIO(_read_text(path), newline="") as handle:
         reader = csv.DictReader(handle)
         try:
             for record in reader:
@@ -141,7 +151,4 @@ def read_rows(path: Path, split: str) -> RowTable:
             f"{path}: unsupported file type {path.suffix or '(none)'!r}; "
             f"use {', '.join(_READERS)} or a `datasets` save_to_disk folder"
         )
-    try:
-        return reader(path, split)
-    except UnicodeDecodeError as err:
-        raise FemError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    return reader(path, split)
