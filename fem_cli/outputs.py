@@ -2,8 +2,9 @@
 
 A command that loads a model and generates for an hour must not fail at the end because its
 `--out` sits in a read-only folder, under `/proc`, or below a file. Every command that writes
-calls `check_writable` first: it creates the folder the output goes into (as the writer would)
-and a temporary file there, and turns any failure into one `error: cannot write OUT: why`.
+calls `check_writable` first: it creates (and removes) a temporary file where the output, or
+the first folder missing on its way, would go, and turns any failure into one `error: cannot
+write OUT: why`.
 
     check_writable(Path("runs/x/samples.jsonl"))            # the file's folder must take new files
     check_writable(Path("eval/"), kind="folder")            # the folder itself must take new files
@@ -35,16 +36,13 @@ def check_writable(out: str | Path, kind: Literal["file", "folder", "renamed_fol
         raise FemError(f"cannot write {out}: it is a file, not a folder")
     if kind == "file" and out.is_dir():
         raise FemError(f"cannot write {out}: it is a folder, not a file")
+    # Probed where the first missing folder would be made, so a check leaves no folder behind.
     existing = _first_existing(where.absolute())
     if not existing.is_dir():
         raise FemError(f"cannot write {out}: {existing} is a file, not a folder")
     try:
-        where.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".fem-write-check.", dir=existing)
     except OSError as err:
-        raise FemError(f"cannot write {out}: cannot create folders in {existing} ({err.strerror or err})") from None
-    try:
-        handle, probe = tempfile.mkstemp(prefix=".fem-write-check.", dir=where)
-    except OSError as err:
-        raise FemError(f"cannot write {out}: cannot create files in {where} ({err.strerror or err})") from None
+        raise FemError(f"cannot write {out}: cannot create files in {existing} ({err.strerror or err})") from None
     os.close(handle)
     os.unlink(probe)

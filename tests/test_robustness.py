@@ -316,3 +316,15 @@ def test_ctrl_c_stops_a_stand_alone_command_in_one_line(tiny_model, questions_fi
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == "interrupted: rerun the same command to resume"
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_maximum_length_is_the_smaller_of_the_models_and_the_tokenizers():
+    from types import SimpleNamespace
+
+    from fem_cli.lengths import model_max_length
+
+    config = SimpleNamespace(max_position_embeddings=2048)
+    assert model_max_length(config, SimpleNamespace(model_max_length=512)) == 512
+    # transformers' "no limit configured" sentinel is not a limit.
+    assert model_max_length(config, SimpleNamespace(model_max_length=int(1e30))) == 2048
+    assert model_max_length(SimpleNamespace(), SimpleNamespace(model_max_length=int(1e30))) is None

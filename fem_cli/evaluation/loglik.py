@@ -238,9 +238,9 @@ class LoglikEvaluator:
     # Nothing is generated: the context and the longest choice must fit.
     max_new_tokens = 0
 
-    def __init__(self, scorer: LoglikScorer, seed: int, resamples: int) -> None:
+    def __init__(self, scorer: LoglikScorer, seed: int, resamples: int, max_length: int | None = None) -> None:
         self.scorer = scorer
-        self.max_length = model_max_length(scorer.model.config, scorer.tokenizer)
+        self.max_length = max_length  # positions the model takes (None: no limit known)
         self.seed = seed
         self.resamples = resamples
         self.settings: dict[str, Any] = {"engine": "transformers", "batch_size": scorer.batch_size}
@@ -252,7 +252,9 @@ class LoglikEvaluator:
         tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
         lm = load_model(model, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
         lm = lm.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-        return cls(LoglikScorer(lm, tokenizer, cfg.batch_size), cfg.seed, cfg.bootstrap_resamples)
+        return cls(
+            LoglikScorer(lm, tokenizer, cfg.batch_size), cfg.seed, cfg.bootstrap_resamples, model_max_length(lm.config, tokenizer)
+        )
 
     def prompt_tokens(self, task: str) -> Callable[[Question], int]:
         """Positions a question's row takes: its context and its longest choice."""
