@@ -85,14 +85,20 @@ def read_recipe(path: str | Path, _including: tuple[Path, ...] = ()) -> Recipe:
 
 
 def _read_yaml(path: Path) -> Recipe:
-    text = path.read_text(encoding="utf-8")
     try:
+        # utf-8-sig: a leading byte-order mark (Windows editors) is not part of the recipe.
+        text = path.read_text(encoding="utf-8-sig")
         payload = yaml.safe_load(text)
         node = yaml.compose(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise FemError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        reason = " ".join(str(getattr(err, "problem", None) or err).split())  # one line, whatever the error
+        raise FemError(f"{where}: not valid YAML ({reason})") from None
+    except UnicodeDecodeError as err:
+        raise FemError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except RecursionError:
+        raise FemError(f"{path}: not valid YAML (nested too deeply)") from None
     if payload is None:
         return Recipe({}, {})
     if not isinstance(payload, dict):
@@ -130,6 +136,9 @@ def validate_config(
     except FemError as err:
         # A registry lookup in a config's __post_init__ (unknown sampler, task, backend).
         raise FemError(f"{where}: {err}") from None
+    except UnicodeEncodeError as err:
+        # YAML's "\ud800" escape gives a lone surrogate, which no UTF-8 text can hold.
+        raise FemError(f"{where}: a value is not valid Unicode text ({err.reason})") from None
 
 
 _EXPECTED = {

@@ -19,7 +19,8 @@ from typing import Optional
 from fem_cli.answers import find_hint_leak, reward
 from fem_cli.config import option
 from fem_cli.errors import FemError
-from fem_cli.jsonl import iter_jsonl, write_json, write_jsonl
+from fem_cli.jsonl import check_unique, iter_jsonl_lines, write_json, write_jsonl
+from fem_cli.outputs import check_writable
 from fem_cli.provenance import provenance
 from fem_cli.records import Sample, TrainExample
 from fem_cli.runs import stats_path
@@ -114,7 +115,16 @@ def select(samples: list[Sample], cfg: FilterConfig) -> tuple[list[TrainExample]
 
 
 def run_filter(cfg: FilterConfig) -> tuple[Path, dict]:
-    samples = [sample for path in cfg.samples for sample in iter_jsonl(path, Sample)]
+    check_writable(cfg.out)
+    located = [(path, line, sample) for path in cfg.samples for line, sample in iter_jsonl_lines(path, Sample)]
+    # A draw given twice (the same shard passed twice, or a file concatenated onto itself) would
+    # be kept twice and weigh double in the M-step. STaR's two stages each number their draws
+    # from 0, so the stage is part of a draw's identity; `<id>~swap` copies have their own ids.
+    check_unique(
+        (((s.question_id, s.stage, s.sample_index), f"{path}:{line}") for path, line, s in located),
+        what="draw (question_id, stage, sample_index)",
+    )
+    samples = [sample for _, _, sample in located]
     if not samples:
         raise FemError(f"no samples in {', '.join(cfg.samples)}")
     examples, stats = select(samples, cfg)

@@ -123,7 +123,23 @@ def _resolve_folder(name: str, folder: Path) -> ResolvedModel:
         return ResolvedModel(name=name, path=resolve_model(base).path, adapter=str(folder))
     if not (folder / "config.json").is_file():
         raise FemError(f"--model {name}: folder has no config.json (not a model or adapter folder)")
+    _check_model_config(folder / "config.json")
     return ResolvedModel(name=name, path=str(folder))
+
+
+def _check_model_config(path: Path) -> None:
+    """One line naming the file for what transformers would report as several lines of traceback
+    text: a config.json that is not JSON, not an object, or has no `model_type`."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as err:
+        raise FemError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    except UnicodeDecodeError as err:
+        raise FemError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    if not isinstance(config, dict):
+        raise FemError(f"{path}: expected a JSON object (a model config)")
+    if not isinstance(config.get("model_type"), str) or not config["model_type"]:
+        raise FemError(f"{path}: no model_type (transformers needs it to choose the architecture, e.g. \"llama\")")
 
 
 def _offline_kwargs(model: ResolvedModel) -> dict[str, Any]:

@@ -16,11 +16,14 @@ from typing import Callable
 
 from fem_cli.backends import BackendSettings, choose_backend
 from fem_cli.backends.base import SamplingSettings
+from fem_cli.checkpoint import Checkpoint, fingerprint
 from fem_cli.config import option
 from fem_cli.errors import FemError
 from fem_cli.jsonl import write_json, write_jsonl
+from fem_cli.lengths import check_on_long, prompt_length, split_too_long
 from fem_cli.models import resolve_model
-from fem_cli.prompts import PromptTemplate, check_style
+from fem_cli.outputs import check_writable
+from fem_cli.prompts import PromptTemplate, build_messages, check_style
 from fem_cli.provenance import provenance
 from fem_cli.records import GenerationSettings, Question
 from fem_cli.runs import summary_path
@@ -47,6 +50,8 @@ class SampleConfig(BackendSettings, QuestionSource):
     swap_augment: bool = option(False, "Two-choice (judge) tasks: sample each pair in both orders (the copy's id is <id>~swap, choices reversed, answer flipped).")
     prompt_style: str = option("auto", "Prompt style: choice (lettered choices) or judge (which of two responses is better); auto: the task's own (files: choice).")
     prompt: PromptTemplate = option(PromptTemplate(), "Prompt template (recipe only).")
+    on_long: str = option("skip", "A question whose prompt + max_new_tokens exceeds the model's maximum length: skip (warn, and count it in the summary) or error.")
+    checkpoint_every: int = option(64, "Save finished draws every N questions (in .<out>.partial/), so a rerun after an interruption resumes there; 0: no checkpoint.")
 
     def __post_init__(self) -> None:
         if not self.task:
@@ -57,6 +62,9 @@ class SampleConfig(BackendSettings, QuestionSource):
             raise ValueError(f"budget must be >= 1, got {self.budget}")
         QuestionSource.__post_init__(self)
         BackendSettings.__post_init__(self)
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        check_on_long(self.on_long)
         parse_shard(self.shard)
         check_style(self.prompt_style)
         get_sampler(self.sampler)
@@ -79,6 +87,7 @@ def run_sample(
     progress: Callable[[str, int, int, int], None] | None = None,
 ) -> Path:
     """Sample, score and write; `progress(stage, done, total, tokens)` is called as it goes."""
+    check_writable(cfg.out)
     sampler = get_sampler(cfg.sampler)
     loaded = cfg.load()
     index, count = parse_shard(cfg.shard)
@@ -97,26 +106,45 @@ def run_sample(
     dtype, dtype_why = cfg.resolved_dtype()
     on_status(f"backend: {backend_name} ({why}); model: {cfg.model} -> {model.path}; dtype: {dtype} ({dtype_why})")
     backend, _ = cfg.build_backend(model, cfg.seed)
-    proposal = Proposal(
-        backend=backend,
-        settings=SamplingSettings(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens),
-        template=cfg.prompt,
-        style=style,
-        sampler=sampler.name,
-        model=cfg.model,
-        seed=cfg.seed,
-        generation=GenerationSettings(
-            backend=backend_name, temperature=cfg.temperature, top_p=cfg.top_p,
-            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-        ),
-        on_progress=progress,
-    )
-    started = time.perf_counter()
-    try:
-        samples = sampler.run(questions, proposal, SamplerOptions(num_samples=cfg.num_samples, budget=cfg.budget))
+    try:  # the backend holds the model (GPU memory): closed on every way out
+        kept, skipped = split_too_long(
+            questions,
+            lambda q: max(
+                prompt_length(backend.tokenizer, build_messages(q, cfg.prompt, hint=hint, style=style))
+                for hint in sampler.prompt_hints
+            ),
+            backend.max_length, cfg.max_new_tokens, cfg.on_long, warn=on_status,
+        )
+        if not kept:
+            raise FemError(f"every question is too long for the model's maximum length of {backend.max_length} tokens")
+        checkpoint = Checkpoint.open(
+            Path(cfg.out),
+            fingerprint(cfg, [loaded.path] if loaded.path else [], model.adapter or model.path),
+            on_status, enabled=cfg.checkpoint_every > 0,
+        )
+        proposal = Proposal(
+            backend=backend,
+            settings=SamplingSettings(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens),
+            template=cfg.prompt,
+            style=style,
+            sampler=sampler.name,
+            model=cfg.model,
+            seed=cfg.seed,
+            generation=GenerationSettings(
+                backend=backend_name, temperature=cfg.temperature, top_p=cfg.top_p,
+                max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+            ),
+            on_progress=progress,
+            checkpoint_every=cfg.checkpoint_every,
+            checkpoint=checkpoint,
+        )
+        started = time.perf_counter()
+        samples = sampler.run(kept, proposal, SamplerOptions(num_samples=cfg.num_samples, budget=cfg.budget))
     finally:
         backend.close()
     wall = time.perf_counter() - started
+    if checkpoint.summary():
+        on_status(checkpoint.summary())
     write_jsonl(cfg.out, samples)
     stages = {f"{sampler.name}/{stage}": stats.summary() for stage, stats in proposal.stats.items()}
     write_json(
@@ -130,6 +158,8 @@ def run_sample(
             "swap_augment": cfg.swap_augment,
             "questions": len(questions),
             "samples": len(samples),
+            "skipped_too_long": len(skipped),
+            "skipped_too_long_questions": skipped,
             "backend": backend_name,
             "dtype": {"resolved": dtype, "why": dtype_why},
             "wall_seconds": round(wall, 3),
@@ -137,4 +167,5 @@ def run_sample(
             **provenance(cfg, inputs=[loaded.path] if loaded.path else []),
         },
     )
+    checkpoint.finish()
     return Path(cfg.out)

@@ -44,10 +44,11 @@ def write_recipe(folder: Path, tiny_model: Path, questions: Path, **changes) -> 
         "seed": 1,
         # The tiny model writes an answer line in about 1 draw in 8: enough draws that every
         # iteration keeps some whatever the seed.
-        "sample": {"backend": "hf", "max_new_tokens": 48, "num_samples": 8},
+        # Batches of 4 questions: a kill during sampling or evaluation finds finished batches to reuse.
+        "sample": {"backend": "hf", "max_new_tokens": 48, "num_samples": 8, "checkpoint_every": 4},
         "filter": {"min_words": 0},
         "finetune": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3},
-        "evaluate": {"backend": "hf", "max_new_tokens": 16},
+        "evaluate": {"backend": "hf", "max_new_tokens": 16, "checkpoint_every": 4},
         **changes,
     }
     path = folder / "recipe.yaml"
@@ -59,15 +60,6 @@ def run_fem(folder: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fem_cli", *args], cwd=folder, capture_output=True, text=True)
 
 
-def outputs(run_dir: Path) -> dict[str, bytes]:
-    """Every data file of a run (not timings or provenance), by relative path."""
-    files = {}
-    for path in sorted(run_dir.rglob("*")):
-        if path.suffix in (".jsonl", ".safetensors", ".yaml") and ".tmp" not in path.name:
-            files[str(path.relative_to(run_dir))] = path.read_bytes()
-    return files
-
-
 @pytest.fixture(scope="module")
 def finished_run(tiny_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("loop-a")
@@ -76,7 +68,8 @@ def finished_run(tiny_model, tmp_path_factory):
 
     questions.write_text("".join(json.dumps(q) + "\n" for q in make_questions(12)))
     recipe = write_recipe(folder, tiny_model, questions)
-    result = run_fem(folder, "loop", "--config", str(recipe))
+    # Relative, as in the kill test: run.json records the command line.
+    result = run_fem(folder, "loop", "--config", recipe.name)
     assert result.returncode == 0, result.stderr[-3000:]
     return folder, recipe, questions
 
@@ -101,34 +94,92 @@ def test_loop_writes_every_stage_and_its_record(finished_run):
     assert (run_dir / "iter-0" / "eval" / "results.json").exists()
 
 
-def test_resume_after_a_kill_gives_the_same_files(finished_run, tiny_model, tmp_path):
+# Record fields that measure time (or count resumptions): the only ones a resumed run may differ in.
+TIMING_FIELDS = {
+    "date", "created", "updated", "started", "finished", "seconds", "wall_seconds", "tokens_per_second",
+    "runtime_s", "tokens_per_s", "train_runtime", "train_samples_per_second", "train_steps_per_second", "resumed",
+}
+
+
+def without_timing(value):
+    if isinstance(value, dict):
+        return {key: without_timing(item) for key, item in value.items() if key not in TIMING_FIELDS}
+    if isinstance(value, list):
+        return [without_timing(item) for item in value]
+    return value
+
+
+def every_file(run_dir: Path) -> dict[str, object]:
+    """Every file of a run folder, hidden ones (temporary files, checkpoints) included: JSON
+    records without their timing fields, everything else as bytes."""
+    files: dict[str, object] = {}
+    for path in sorted(run_dir.rglob("*")):
+        if path.is_file():
+            name = str(path.relative_to(run_dir))
+            files[name] = without_timing(json.loads(path.read_text())) if path.suffix == ".json" else path.read_bytes()
+    return files
+
+
+def stage_status(run_file: Path, key: str) -> str | None:
+    try:
+        return json.loads(run_file.read_text())["stages"].get(key, {}).get("status")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def batch_saved(run_dir: Path, output: str) -> bool:
+    return any(run_dir.glob(f"iter-*/.{output}.partial/*.jsonl"))
+
+
+# Moments to stop the loop at, in the order a run reaches them: (what, reached(run folder)).
+MOMENTS = [
+    ("during sampling, a batch saved", lambda run: batch_saved(run, "samples.jsonl")),
+    ("during fine-tuning", lambda run: stage_status(run / "run.json", "1/finetune") == "running"),
+    ("between stages", lambda run: stage_status(run / "run.json", "1/finetune") == "done"),
+    ("during evaluation, a batch saved", lambda run: stage_status(run / "run.json", "2/evaluate") == "running" and batch_saved(run, "eval")),
+]
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_stopped_at_any_moment_the_rerun_gives_the_same_files(finished_run, tiny_model, tmp_path, signal_number):
     reference, _, questions = finished_run
     recipe = write_recipe(tmp_path, tiny_model, questions)
-    process = subprocess.Popen([sys.executable, "-m", "fem_cli", "loop", "--config", str(recipe)], cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    run_file = tmp_path / "runs" / "t" / "run.json"
-    deadline = time.time() + 300
-    # Kill in the middle of iteration 1's fine-tuning: the sample and filter stages are finished.
-    while time.time() < deadline:
-        if run_file.exists() and json.loads(run_file.read_text())["stages"].get("1/finetune", {}).get("status") == "running":
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("the loop never reached iteration 1's finetune stage")
-    time.sleep(1.0)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    killed = json.loads(run_file.read_text())
-    assert killed["stages"]["1/finetune"]["status"] == "running"
-    assert not (tmp_path / "runs" / "t" / "iter-1" / "model" / "fem_train.json").exists()
+    run_dir = tmp_path / "runs" / "t"
+    for moment, reached in MOMENTS:
+        # Its own process group, as a terminal's foreground job, with SIGINT handled by default
+        # (a shell's background job ignores SIGINT, and children would inherit that).
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fem_cli", "loop", "--config", recipe.name], cwd=tmp_path,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        deadline = time.time() + 300
+        while not reached(run_dir):
+            assert process.poll() is None and time.time() < deadline, f"the loop never got {moment}"
+            time.sleep(0.05)
+        if moment == "during fine-tuning":
+            time.sleep(2.0)  # into the stage's work, past its start-up
+        os.killpg(process.pid, signal_number)
+        _, stderr = process.communicate(timeout=120)
+        if signal_number == signal.SIGINT:
+            assert process.returncode == 130, stderr[-3000:]
+            assert "Traceback" not in stderr
+            assert stderr.strip().splitlines()[-1] == "interrupted: rerun the same command to resume"
+            record = json.loads((run_dir / "run.json").read_text())
+            assert record["status"] == "interrupted" and record["interrupted_stage"], moment
+        else:
+            assert process.returncode == -signal.SIGKILL
+        assert not (run_dir / "iter-1" / "model" / "fem_train.json").exists() or moment != "during fine-tuning"
 
-    result = run_fem(tmp_path, "loop", "--config", str(recipe))
+    result = run_fem(tmp_path, "loop", "--config", recipe.name)
     assert result.returncode == 0, result.stderr[-3000:]
-    resumed = json.loads(run_file.read_text())
-    assert resumed["status"] == "done" and resumed["resumed"] == 1
-    # Finished stages were not redone.
-    assert resumed["stages"]["1/sample"]["started"] == killed["stages"]["1/sample"]["started"]
-    assert outputs(tmp_path / "runs" / "t") == outputs(reference / "runs" / "t")
+    assert "resumed from" in result.stderr + result.stdout  # the evaluation reused its saved batch
+    resumed = json.loads((run_dir / "run.json").read_text())
+    assert resumed["status"] == "done" and resumed["resumed"] == len(MOMENTS)
+    resumed_files, reference_files = every_file(run_dir), every_file(reference / "runs" / "t")
+    assert resumed_files.keys() == reference_files.keys()
+    for name in resumed_files:
+        assert resumed_files[name] == reference_files[name], name
 
 
 def test_a_changed_config_is_refused_unless_restarted(finished_run):

@@ -115,6 +115,13 @@ def test_empty_task_and_unreadable_model_fail_in_one_line(tiny_model, tmp_path):
     questions.write_text(json.dumps(
         {"id": "x", "question": "?", "choices": ["a", "b"], "labels": ["A", "B"], "answer": "A"}) + "\n")
     result = fem(*sample_args(broken, questions, tmp_path / "s.jsonl"))
+    assert_one_line_error(result, f"{broken / 'config.json'}:1: not valid JSON")
+    (broken / "config.json").write_text('{"hidden_size": 8}')
+    result = fem(*sample_args(broken, questions, tmp_path / "s.jsonl"))
+    assert_one_line_error(result, f"{broken / 'config.json'}: no model_type")
+    # A folder whose weights cannot be loaded still fails in one line naming the model.
+    (broken / "config.json").write_text('{"model_type": "llama"}')
+    result = fem(*sample_args(broken, questions, tmp_path / "s.jsonl"))
     assert_one_line_error(result, "cannot load the tokenizer")
     assert not (tmp_path / "s.jsonl").exists()
 

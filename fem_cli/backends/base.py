@@ -8,7 +8,7 @@ prompts share its batch: sharded runs reproduce an unsharded one.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from fem_cli.answers import answer_line_end
 from fem_cli.records import Message
@@ -54,6 +54,9 @@ ProgressCallback = Callable[[int, int], None]
 
 class GenerationBackend(Protocol):
     name: str
+    tokenizer: Any  # renders and counts prompts exactly as generation will
+    # Most tokens (prompt + completion) one sequence may have; None when the model does not say.
+    max_length: int | None
 
     def generate(
         self,

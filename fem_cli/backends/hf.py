@@ -31,6 +31,7 @@ from fem_cli.backends.base import (
     SamplingSettings,
     finish_text,
 )
+from fem_cli.lengths import model_max_length
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer
 from fem_cli.prompts import prompt_token_ids, render
 from fem_cli.seeding import derive_seed
@@ -205,6 +206,7 @@ class HFBackend:
         self.device = runtime.device()
         self.model = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code).to(self.device)
         self.num_layers = self.model.config.get_text_config(decoder=True).num_hidden_layers
+        self.max_length = model_max_length(self.model.config, self.tokenizer)
         self.eos_ids = self._end_of_turn_ids()
         # Prefill needs the logits of the last position only; the rest would be a
         # (prompt length x vocabulary) matrix per prompt, computed and thrown away.

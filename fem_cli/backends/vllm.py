@@ -85,6 +85,9 @@ class VLLMBackend:
             from vllm import LLM
 
             self.tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
+            # vLLM refuses to start with a max_model_len above the model's own limit, so this is
+            # the length every request must fit in.
+            self.max_length: int | None = max_model_len
             self.max_num_batched_tokens = max_num_batched_tokens
             self.lora_request = None
             lora_args = {}

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from fem_cli.config import did_you_mean, option
+from fem_cli.lengths import check_on_long
 from fem_cli.prompts import PromptTemplate, check_style
 from fem_cli.backends import BackendSettings
 from fem_cli.tasks import QuestionSource, get_task, loglik_format
@@ -36,6 +37,8 @@ class EvaluateConfig(BackendSettings, QuestionSource):
     swap_augment: bool = option(False, "Two-choice (judge) tasks: evaluate each pair in both orders (ids <id>~swap) and report position consistency.")
     prompt_style: str = option("auto", "generative: prompt style, choice or judge; auto: each task's own (files: choice).")
     prompt: PromptTemplate = option(PromptTemplate(), "generative: prompt template, as in training (recipe only).")
+    on_long: str = option("skip", "A question whose prompt (+ max_new_tokens) exceeds the model's maximum length: skip (warn, and count it in results.json) or error.")
+    checkpoint_every: int = option(64, "generative: save finished questions every N (in .<out>.partial/), so a rerun after an interruption resumes there; 0: no checkpoint.")
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -46,6 +49,9 @@ class EvaluateConfig(BackendSettings, QuestionSource):
         if len(set(stems)) != len(stems):
             raise ValueError(f"task: two tasks would share an output file in {self.task!r}")
         check_style(self.prompt_style)
+        check_on_long(self.on_long)
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}{did_you_mean(self.protocol, list(PROTOCOLS))}; choose from {', '.join(PROTOCOLS)}")
         if self.num_samples < 1:

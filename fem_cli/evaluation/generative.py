@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from pydantic import BaseModel, ConfigDict
+
 from fem_cli.answers import read_answer
 from fem_cli.backends.base import GenerationBackend, GenerationRequest, SamplingSettings
+from fem_cli.checkpoint import Checkpoint, batch_key
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, majority_vote, subject_breakdown
+from fem_cli.lengths import prompt_length
 from fem_cli.models import ResolvedModel, load_tokenizer
 from fem_cli.prompts import PromptTemplate, build_messages, render
 from fem_cli.records import EvalRecord, Question
@@ -25,6 +29,16 @@ from fem_cli.seeding import derive_seed
 
 LABEL_PROBABILITY = "label_probability"
 VOTE_SHARE = "vote_share"
+
+
+class EvaluatedQuestion(BaseModel):
+    """A checkpointed question: its record and the token count of each sample (the metrics need
+    them; EvalRecord does not keep them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    record: EvalRecord
+    tokens: list[int]
 
 
 class GenerativeEvaluator:
@@ -40,8 +54,14 @@ class GenerativeEvaluator:
         resamples: int,
         styles: Mapping[str, str] | None = None,
         batch_size: int = 8,
+        checkpoint_every: int = 0,
     ) -> None:
         self.backend = backend
+        # Questions per batch saved to `checkpoint` (set by run_evaluate); 0: one batch.
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint: Checkpoint | None = None
+        self.max_length = backend.max_length
+        self.max_new_tokens = settings.max_new_tokens
         self.tokenizer = tokenizer  # renders the prompt text stored in each record
         self.sampling = settings
         self.template = template
@@ -69,13 +89,44 @@ class GenerativeEvaluator:
         dtype, dtype_why = cfg.resolved_dtype()
         settings = SamplingSettings(n=cfg.num_samples, temperature=cfg.sampling_temperature, max_new_tokens=cfg.max_new_tokens)
         tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
-        evaluator = cls(backend, tokenizer, settings, cfg.prompt, cfg.seed, cfg.bootstrap_resamples, styles, cfg.batch_size)
+        evaluator = cls(
+            backend, tokenizer, settings, cfg.prompt, cfg.seed, cfg.bootstrap_resamples, styles, cfg.batch_size,
+            cfg.checkpoint_every,
+        )
         evaluator.settings["dtype"] = {"resolved": dtype, "why": dtype_why}
         return evaluator
+
+    def prompt_tokens(self, task: str) -> Callable[[Question], int]:
+        """Tokens of a question's prompt, as the backend will see it."""
+        style = self.styles.get(task, "choice")
+        return lambda question: prompt_length(self.tokenizer, build_messages(question, self.template, hint=False, style=style))
 
     def evaluate(
         self, task: str, questions: Sequence[Question], on_progress: Callable[[int], None] | None = None
     ) -> tuple[list[EvalRecord], dict[str, Any]]:
+        """Records and metrics of a task; questions go in batches of `checkpoint_every`, each
+        read back from the checkpoint when an interrupted run already finished it."""
+        records: list[EvalRecord] = []
+        token_counts: list[int] = []
+        size = self.checkpoint_every or len(questions) or 1
+        for start in range(0, len(questions), size):
+            batch = questions[start : start + size]
+            key = batch_key("evaluate", task, ids=[question.id for question in batch])
+            done = self.checkpoint.load(key, EvaluatedQuestion) if self.checkpoint else None
+            if done is None:
+                report = (lambda finished, start=start: on_progress(start + finished)) if on_progress else None
+                done = self._evaluate_batch(task, batch, report)
+                if self.checkpoint:
+                    self.checkpoint.save(key, done)
+            records += [item.record for item in done]
+            token_counts += [count for item in done for count in item.tokens]
+            if on_progress:
+                on_progress(start + len(batch))
+        return records, self.summarize(records, token_counts)
+
+    def _evaluate_batch(
+        self, task: str, questions: Sequence[Question], on_progress: Callable[[int], None] | None
+    ) -> list[EvaluatedQuestion]:
         style = self.styles.get(task, "choice")
         messages = [build_messages(question, self.template, hint=False, style=style) for question in questions]
         requests = [
@@ -85,7 +136,7 @@ class GenerativeEvaluator:
         completions = self.backend.generate(requests, self.sampling, on_progress=report)
         prompts = [render(self.tokenizer, prompt) for prompt in messages]
         distributions = self._label_distributions(questions, prompts, completions)
-        records, token_counts = [], []
+        evaluated = []
         for question, prompt, samples, sample_probs in zip(questions, prompts, completions, distributions):
             answers = [read_answer(sample.text, question.labels, question.choices) for sample in samples]
             extracted = [answer.label for answer in answers]
@@ -97,18 +148,16 @@ class GenerativeEvaluator:
                 confidence = label_probs[question.labels.index(prediction)]
             else:  # vLLM, or labels sharing a first token: the vote share is all there is
                 confidence = share
-            records.append(
-                EvalRecord(
-                    task=task, question_id=question.id, protocol="generative",
-                    prompt=prompt, outputs=[sample.text for sample in samples],
-                    extracted=extracted, extraction=[answer.extraction for answer in answers],
-                    prediction=prediction, gold=question.answer,
-                    correct=prediction == question.answer, confidence=confidence, subject=question.subject,
-                    label_probs=label_probs, vote_share=share,
-                )
+            record = EvalRecord(
+                task=task, question_id=question.id, protocol="generative",
+                prompt=prompt, outputs=[sample.text for sample in samples],
+                extracted=extracted, extraction=[answer.extraction for answer in answers],
+                prediction=prediction, gold=question.answer,
+                correct=prediction == question.answer, confidence=confidence, subject=question.subject,
+                label_probs=label_probs, vote_share=share,
             )
-            token_counts.extend(sample.num_tokens for sample in samples)
-        return records, self.summarize(records, token_counts)
+            evaluated.append(EvaluatedQuestion(record=record, tokens=[sample.num_tokens for sample in samples]))
+        return evaluated
 
     def _label_distributions(
         self, questions: Sequence[Question], prompts: Sequence[str], completions: Sequence[Sequence[Any]]

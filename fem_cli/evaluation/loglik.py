@@ -32,6 +32,7 @@ import torch
 from fem_cli import runtime
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, softmax, subject_breakdown
+from fem_cli.lengths import model_max_length
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer
 from fem_cli.records import EvalRecord, Question
 from fem_cli.tasks import loglik_format
@@ -188,8 +189,12 @@ def predictions(logliks: Sequence[float], choices: Sequence[str]) -> tuple[int, 
 class LoglikEvaluator:
     """Scores tasks with the loglik protocol and summarizes acc and acc_norm."""
 
-    def __init__(self, scorer: LoglikScorer, seed: int, resamples: int) -> None:
+    # Nothing is generated: the context and the longest choice must fit.
+    max_new_tokens = 0
+
+    def __init__(self, scorer: LoglikScorer, seed: int, resamples: int, max_length: int | None = None) -> None:
         self.scorer = scorer
+        self.max_length = max_length  # positions the model takes (None: no limit known)
         self.seed = seed
         self.resamples = resamples
         self.settings: dict[str, Any] = {"engine": "transformers", "batch_size": scorer.batch_size}
@@ -199,9 +204,20 @@ class LoglikEvaluator:
         dtype, dtype_why = runtime.resolve_dtype(cfg.dtype, "hf")
         tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
         lm = load_model(model, dtype=dtype, trust_remote_code=cfg.trust_remote_code).to(runtime.device())
-        evaluator = cls(LoglikScorer(lm, tokenizer, cfg.batch_size), cfg.seed, cfg.bootstrap_resamples)
+        evaluator = cls(
+            LoglikScorer(lm, tokenizer, cfg.batch_size), cfg.seed, cfg.bootstrap_resamples, model_max_length(lm.config, tokenizer)
+        )
         evaluator.settings["dtype"] = {"resolved": dtype, "why": dtype_why}
         return evaluator
+
+    def prompt_tokens(self, task: str) -> Callable[[Question], int]:
+        """Positions a question's row takes: its context and its longest choice."""
+
+        def measure(question: Question) -> int:
+            context, choices = encode_request(self.scorer.tokenizer, choice_request(task, question))
+            return len(context) + max(len(choice) for choice in choices)
+
+        return measure
 
     def evaluate(
         self, task: str, questions: Sequence[Question], on_progress: Callable[[int], None] | None = None

@@ -17,13 +17,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from fem_cli.checkpoint import Checkpoint, fingerprint
 from fem_cli.errors import FemError
 from fem_cli.evaluation.config import EvaluateConfig, task_file_stem
 from fem_cli.evaluation.generative import VOTE_SHARE, GenerativeEvaluator
 from fem_cli.evaluation.metrics import calibration_summary, position_consistency, softmax
 from fem_cli.evaluation.reliability import write_reliability_diagram
 from fem_cli.jsonl import write_json, write_jsonl
+from fem_cli.lengths import split_too_long
 from fem_cli.models import ResolvedModel, resolve_model
+from fem_cli.outputs import check_writable
 from fem_cli.provenance import provenance
 from fem_cli.records import EvalRecord, Question
 from fem_cli.runs import results_path
@@ -36,6 +39,10 @@ CHOICE_SOFTMAX = "choice_softmax"
 
 class Evaluator(Protocol):
     settings: dict[str, Any]
+    max_length: int | None  # most tokens a question may take (None: the model does not say)
+    max_new_tokens: int
+
+    def prompt_tokens(self, task: str) -> Callable[[Question], int]: ...
 
     def evaluate(
         self, task: str, questions: Sequence[Question], on_progress: Callable[[int], None] | None = None
@@ -78,8 +85,7 @@ def run_evaluate(
 ) -> Path:
     """Evaluate and write `cfg.out`; `progress(task, questions done, total)` is called as it goes."""
     out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise FemError(f"--out {out}: is a file; give a folder")
+    check_writable(out, kind="folder")
     # Every task is read before the model loads, so bad data fails in a second, not after minutes.
     loaded: list[LoadedQuestions] = [cfg.load(name) for name in cfg.tasks]
     if cfg.swap_augment:  # --limit counts pairs: both orders of each of the first N
@@ -93,6 +99,12 @@ def run_evaluate(
     # A results.json left by an earlier run in this folder would mark this one finished too early.
     results_path(out).unlink(missing_ok=True)
     evaluator = _evaluator(cfg, model, styles)
+    checkpoint = Checkpoint.open(
+        out, fingerprint(cfg, [task.path for task in loaded if task.path], model.adapter or model.path), on_status,
+        enabled=cfg.checkpoint_every > 0 and isinstance(evaluator, GenerativeEvaluator),
+    )
+    if isinstance(evaluator, GenerativeEvaluator):  # loglik is one forward pass per batch: nothing to save
+        evaluator.checkpoint = checkpoint
     confidence_source = getattr(evaluator, "confidence_source", CHOICE_SOFTMAX)
     on_status(f"protocol: {cfg.protocol} on {evaluator.settings['engine']}; model: {cfg.model} -> {model.path}")
     started = time.perf_counter()
@@ -100,13 +112,19 @@ def run_evaluate(
     try:
         for name, task in zip(cfg.tasks, loaded):
             task_started = time.perf_counter()
-            total = len(task.questions)
+            questions, skipped = split_too_long(
+                task.questions, evaluator.prompt_tokens(task.task), evaluator.max_length,
+                evaluator.max_new_tokens, cfg.on_long, warn=on_status,
+            )
+            if not questions:
+                raise FemError(f"{task.task}: every question is too long for the model's maximum length of {evaluator.max_length} tokens")
+            total = len(questions)
             report = (lambda done, task_name=task.task, total=total: progress(task_name, done, total)) if progress else None
-            records, metrics = evaluator.evaluate(task.task, task.questions, report)
-            metrics.update(calibration_metrics(records, task.questions, confidence_source))
+            records, metrics = evaluator.evaluate(task.task, questions, report)
+            metrics.update(calibration_metrics(records, questions, confidence_source))
             if cfg.swap_augment:
                 predictions = {record.question_id: record.prediction for record in records}
-                metrics["position_consistency"] = position_consistency(verdict_positions(task.questions, predictions))
+                metrics["position_consistency"] = position_consistency(verdict_positions(questions, predictions))
             file_name = f"{task_file_stem(name)}.jsonl"
             write_jsonl(out / file_name, records)
             diagram = write_reliability_diagram(
@@ -117,11 +135,15 @@ def run_evaluate(
                 "file": file_name,
                 "reliability_diagram": diagram.name,
                 "questions": total,
+                "skipped_too_long": len(skipped),
+                "skipped_too_long_questions": skipped,
                 "wall_seconds": round(time.perf_counter() - task_started, 3),
                 "metrics": metrics,
             }
     finally:
         evaluator.close()
+    if checkpoint.summary():
+        on_status(checkpoint.summary())
     write_json(
         results_path(out),
         {
@@ -137,4 +159,5 @@ def run_evaluate(
             **provenance(cfg, inputs=[task.path for task in loaded if task.path]),
         },
     )
+    checkpoint.finish()
     return out

@@ -14,7 +14,9 @@ stage's full config is written next to its output, so any stage can be rerun by 
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,12 +25,18 @@ from typing import Callable
 
 import yaml
 
-from fem_cli.errors import FemError
+from fem_cli.errors import INTERRUPTED_EXIT_CODE, QUIET_INTERRUPT_ENV, FemError
 from fem_cli.jsonl import atomic_write
 from fem_cli.loop.config import LoopConfig, stage_config
 from fem_cli.loop.state import RunState
+from fem_cli.outputs import check_writable
 from fem_cli.provenance import as_jsonable
 from fem_cli.runs import STAGES, stage_config_path, stage_output
+
+# After Ctrl-C: how long a stage has to stop on the terminal's signal before it gets one from the
+# loop, then how long to stop before it is killed.
+STAGE_GRACE_SECONDS = 2
+STAGE_STOP_SECONDS = 60
 
 
 def plan(cfg: LoopConfig) -> list[tuple[int, str]]:
@@ -48,29 +56,72 @@ def run_loop(
     before_stage: Callable[[RunState, int, str], None] | None = None,
 ) -> Path:
     """Run (or resume) the loop; `before_stage(state, iteration, stage)` may show progress."""
+    check_writable(cfg.run_dir, kind="folder")
     if cfg.restart and cfg.run_dir.exists():
         shutil.rmtree(cfg.run_dir)
     # Every stage config is built (and so validated) before any work starts.
     for iteration, stage in plan(cfg):
         stage_config(cfg, stage, iteration, cfg.run_dir)
     state = RunState.open(cfg)
-    for iteration, stage in plan(cfg):
-        key = f"{iteration}/{stage}"
-        if state.is_done(key) and stage_output(cfg.run_dir, iteration, stage).exists():
-            continue
-        config_file = write_stage_config(cfg, iteration, stage)
-        if before_stage:
-            before_stage(state, iteration, stage)
-        state.start(key)
-        started = time.perf_counter()
-        exit_code = subprocess.run([sys.executable, "-m", "fem_cli", stage, "--config", str(config_file)]).returncode
-        seconds = time.perf_counter() - started
-        if exit_code != 0:
-            state.fail(key, seconds, exit_code)
-            raise FemError(
-                f"iteration {iteration}: `fem {stage} --config {config_file}` failed (exit {exit_code}, "
-                "its message is above); run the same command again to resume from this stage"
-            )
-        state.finish(key, seconds)
+    key, started = None, time.perf_counter()
+    try:
+        for iteration, stage in plan(cfg):
+            key = f"{iteration}/{stage}"
+            if state.is_done(key) and stage_output(cfg.run_dir, iteration, stage).exists():
+                continue
+            config_file = write_stage_config(cfg, iteration, stage)
+            if before_stage:
+                before_stage(state, iteration, stage)
+            state.start(key)
+            started = time.perf_counter()
+            exit_code = run_stage(stage, config_file)
+            seconds = time.perf_counter() - started
+            if exit_code == INTERRUPTED_EXIT_CODE:
+                raise KeyboardInterrupt  # the stage was interrupted (Ctrl-C reached it first)
+            if exit_code != 0:
+                state.fail(key, seconds, exit_code)
+                raise FemError(
+                    f"iteration {iteration}: `fem {stage} --config {config_file}` failed (exit {exit_code}, "
+                    "its message is above); run the same command again to resume from this stage"
+                )
+            state.finish(key, seconds)
+    except KeyboardInterrupt:
+        # A second Ctrl-C must not cut the bookkeeping short.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            state.interrupt(key, time.perf_counter() - started)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        raise
     state.complete()
     return cfg.run_dir
+
+
+def run_stage(stage: str, config_file: Path) -> int:
+    """Run one stage as its own process; its exit code. On Ctrl-C the stage gets the interrupt
+    too (from the terminal, or from here when only the loop was signalled) and is waited for, so
+    it can drop its temporary files; one that does not stop within a minute is killed."""
+    environment = {**os.environ, QUIET_INTERRUPT_ENV: "1"}
+    process = subprocess.Popen([sys.executable, "-m", "fem_cli", stage, "--config", str(config_file)], env=environment)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            _stop(process)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        raise
+
+
+def _stop(process: subprocess.Popen) -> None:
+    try:  # a Ctrl-C from the terminal reached the stage too: let it stop on its own
+        process.wait(timeout=STAGE_GRACE_SECONDS)
+        return
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)  # only the loop was signalled
+    try:
+        process.wait(timeout=STAGE_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -52,6 +52,7 @@ class RunState:
                 )
             record["config"] = config
             record["resumed"] = record.get("resumed", 0) + 1
+            record.pop("interrupted_stage", None)
         else:
             record = {"name": cfg.name, "status": "running", "created": _now(), "stages": {}, **provenance(cfg)}
         state = cls(path, record)
@@ -77,6 +78,14 @@ class RunState:
     def fail(self, key: str, seconds: float, exit_code: int) -> None:
         self.record["stages"][key].update(status="failed", finished=_now(), seconds=round(seconds, 3), exit_code=exit_code)
         self.record["status"] = "failed"
+        self.save()
+
+    def interrupt(self, key: str | None, seconds: float) -> None:
+        """Ctrl-C: the stage (if one was running) and the run say `interrupted`; a rerun resumes."""
+        if key is not None and self.record["stages"].get(key, {}).get("status") == "running":
+            self.record["stages"][key].update(status="interrupted", finished=_now(), seconds=round(seconds, 3))
+        self.record["status"] = "interrupted"
+        self.record["interrupted_stage"] = key
         self.save()
 
     def complete(self) -> None:

@@ -13,6 +13,7 @@ from typing import Optional
 
 from fem_cli.config import option
 from fem_cli.jsonl import atomic_write, write_json
+from fem_cli.outputs import check_writable
 from fem_cli.report.collect import IterationFigures, collect_run, read_run
 from fem_cli.report.compare import Comparison, compare_runs
 from fem_cli.report.compare_plots import plot_groups
@@ -50,8 +51,9 @@ def collect(cfg: ReportConfig) -> dict[str, list[IterationFigures]]:
 
 
 def run_report(cfg: ReportConfig) -> tuple[Path, dict[str, list[IterationFigures]], Comparison | None]:
-    runs = collect(cfg)
     out = cfg.out_dir
+    check_writable(out, kind="folder")
+    runs = collect(cfg)
     # Compared before anything is written: runs that cannot be compared leave no half report.
     comparison = compare_runs(list(map(Path, cfg.runs)), cfg.seed, cfg.resamples) if len(cfg.runs) > 1 else None
     pngs = plot_runs(runs, out)

@@ -27,6 +27,9 @@ class SamplerOptions:
 class Sampler(Protocol):
     name: str
     description: str
+    # The prompts it may send per question: un-hinted (False) and/or hinted (True); the longest
+    # must fit in the model (see fem_cli.lengths).
+    prompt_hints: tuple[bool, ...]
 
     def run(self, questions: Sequence[Question], proposal: Proposal, options: SamplerOptions) -> list[Sample]: ...
 
@@ -37,6 +40,7 @@ def _in_question_order(questions: Sequence[Question], *draws: dict[str, list[Sam
 
 class RejectionSampling:
     name = "rs"
+    prompt_hints = (False,)
     description = "up to --budget draws per question from the un-hinted prompt, in rounds of --num-samples, until one is correct"
 
     def run(self, questions: Sequence[Question], proposal: Proposal, options: SamplerOptions) -> list[Sample]:
@@ -54,6 +58,7 @@ class RejectionSampling:
 
 class STaR:
     name = "star"
+    prompt_hints = (False, True)
     description = "--num-samples un-hinted draws; questions with none correct get --num-samples hinted draws (rationalization)"
 
     def run(self, questions: Sequence[Question], proposal: Proposal, options: SamplerOptions) -> list[Sample]:
@@ -65,6 +70,7 @@ class STaR:
 
 class PromptPosteriorSampling:
     name = "pps"
+    prompt_hints = (True,)
     description = "--num-samples draws per question, every prompt hinted with the correct answer"
 
     def run(self, questions: Sequence[Question], proposal: Proposal, options: SamplerOptions) -> list[Sample]:

@@ -12,6 +12,7 @@ import time
 from typing import Callable, Sequence
 
 from fem_cli.answers import reward
+from fem_cli.checkpoint import Checkpoint, batch_key
 from fem_cli.backends.base import GenerationBackend, GenerationRequest, SamplingSettings
 from fem_cli.prompts import PromptTemplate, build_messages, hint_text
 from fem_cli.records import GenerationSettings, Question, Sample
@@ -28,6 +29,14 @@ class StageStats:
     accepted: int = 0
     tokens: int = 0
     seconds: float = 0.0
+
+    def add(self, sample: Sample) -> None:
+        self.question_ids.add(sample.question_id)
+        if sample.reward:
+            self.solved_ids.add(sample.question_id)
+        self.samples += 1
+        self.accepted += int(sample.reward)
+        self.tokens += sample.num_tokens
 
     def summary(self) -> dict[str, float | int]:
         return {
@@ -58,13 +67,39 @@ class Proposal:
     on_progress: Callable[[str, int, int, int], None] | None = None
     # The prompt style of the questions: choice or judge (see fem_cli.prompts).
     style: str = "choice"
+    # Questions per batch saved to `checkpoint` (0: one batch), so a rerun resumes after the last.
+    checkpoint_every: int = 0
+    checkpoint: Checkpoint | None = None
     stats: dict[str, StageStats] = dataclasses.field(default_factory=dict)
 
     def draw(self, questions: Sequence[Question], stage: str, n: int, offset: int = 0) -> dict[str, list[Sample]]:
         """n samples for each question, from the hinted prompt unless stage == "self"; `offset`
-        counts the draws a question already had in this stage (sample indices and seeds go on)."""
-        if not questions:
-            return {}
+        counts the draws a question already had in this stage (sample indices and seeds go on).
+        Questions go in batches of `checkpoint_every`, each read back from the checkpoint when
+        an interrupted run already finished it."""
+        drawn: dict[str, list[Sample]] = {}
+        size = self.checkpoint_every or len(questions) or 1
+        tokens_before = 0
+        for start in range(0, len(questions), size):
+            batch = questions[start : start + size]
+            key = batch_key(self.sampler, stage, n, offset, ids=[q.id for q in batch])
+            samples = self.checkpoint.load(key, Sample) if self.checkpoint else None
+            if samples is None:
+                samples = self._generate(batch, stage, n, offset, start, len(questions), tokens_before)
+                if self.checkpoint:
+                    self.checkpoint.save(key, samples)
+            stats = self.stats.setdefault(stage, StageStats())
+            for sample in samples:
+                drawn.setdefault(sample.question_id, []).append(sample)
+                stats.add(sample)
+            tokens_before += sum(sample.num_tokens for sample in samples)
+            if self.on_progress:
+                self.on_progress(stage, start + len(batch), len(questions), tokens_before)
+        return drawn
+
+    def _generate(
+        self, questions: Sequence[Question], stage: str, n: int, offset: int, done_before: int, total: int, tokens_before: int
+    ) -> list[Sample]:
         hinted = stage != "self"
         requests = [
             GenerationRequest(
@@ -78,14 +113,12 @@ class Proposal:
         report = self.on_progress
         completions = self.backend.generate(
             requests, settings,
-            on_progress=(lambda done, tokens: report(stage, done, len(requests), tokens)) if report else None,
+            on_progress=(lambda done, tokens: report(stage, done_before + done, total, tokens_before + tokens)) if report else None,
         )
-        stats = self.stats.setdefault(stage, StageStats())
-        stats.seconds += time.perf_counter() - started
-        drawn: dict[str, list[Sample]] = {}
+        self.stats.setdefault(stage, StageStats()).seconds += time.perf_counter() - started
+        samples = []
         for question, request, outputs in zip(questions, requests, completions):
             train_prompt = build_messages(question, self.template, hint=False, style=self.style)
-            samples = []
             for index, completion in enumerate(outputs):
                 answer, score = reward(completion.text, question.labels, question.choices, question.answer)
                 samples.append(
@@ -112,11 +145,4 @@ class Proposal:
                         seed=request.seed,
                     )
                 )
-            drawn[question.id] = samples
-            stats.question_ids.add(question.id)
-            if any(s.reward for s in samples):
-                stats.solved_ids.add(question.id)
-            stats.samples += len(samples)
-            stats.accepted += sum(int(s.reward) for s in samples)
-            stats.tokens += sum(s.num_tokens for s in samples)
-        return drawn
+        return samples

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from pydantic import ValidationError
 
 from fem_cli.errors import FemError
-from fem_cli.jsonl import describe_validation_error
+from fem_cli.jsonl import check_unique, describe_validation_error
 from fem_cli.records import Question
 
 Row = Mapping[str, Any]
@@ -199,8 +199,9 @@ def detect_schema(columns: Iterable[str], where: str) -> Schema:
 
 
 def convert_rows(schema: Schema, rows: list[Row], split: str, locate: Callable[[int], str]) -> list[Question]:
-    """All rows as Questions; the first bad row raises FemError at `locate(row index)`."""
+    """All rows as Questions; the first bad row, or a repeated id, raises FemError at `locate(row index)`."""
     questions: list[Question] = []
+    positions: list[int] = []
     position = 0  # the row being converted (some converters skip rows, so not len(questions))
 
     def tracked() -> Iterator[Row]:
@@ -211,10 +212,12 @@ def convert_rows(schema: Schema, rows: list[Row], split: str, locate: Callable[[
     try:
         for question in schema.convert(tracked(), split):
             questions.append(question)
+            positions.append(position)
     except KeyError as err:
         raise FemError(f"{locate(position)}: missing column {err} for the {schema.name} schema") from None
     except ValidationError as err:
         raise FemError(f"{locate(position)}: not a valid question: {describe_validation_error(err)}") from None
     except (TypeError, ValueError) as err:
         raise FemError(f"{locate(position)}: not a valid {schema.name} row: {err}") from None
+    check_unique((question.id, locate(row)) for question, row in zip(questions, positions))
     return questions

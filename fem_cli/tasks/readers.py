@@ -13,12 +13,13 @@ from __future__ import annotations
 import ast
 import csv
 import dataclasses
+import io
 import json
 from pathlib import Path
 from typing import Any, Callable
 
 from fem_cli.errors import FemError
-from fem_cli.jsonl import json_objects
+from fem_cli.jsonl import TEXT_ENCODING, json_objects
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,18 +34,29 @@ class RowTable:
 def _json_lines(path: Path, text: str) -> RowTable:
     rows: list[dict[str, Any]] = []
     line_numbers: list[int] = []
-    for line_number, payload in json_objects(path, text.splitlines()):
+    # Split on newlines only: str.splitlines() also splits on U+2028, U+0085, ..., which JSON
+    # strings may hold unescaped.
+    for line_number, payload in json_objects(path, text.split("\n")):
         rows.append(payload)
         line_numbers.append(line_number)
     return RowTable(rows, lambda i: f"{path}:{line_numbers[i]}", "JSON lines file")
 
 
 def _read_jsonl(path: Path, split: str) -> RowTable:
-    return _json_lines(path, path.read_text(encoding="utf-8"))
+    return _json_lines(path, _read_text(path))
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode(TEXT_ENCODING)
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise FemError(f"{path}:{line}: not UTF-8 text") from None
 
 
 def _read_json(path: Path, split: str) -> RowTable:
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     if not text.lstrip().startswith("["):
         # Many `.json` question files are JSON lines under another name.
         return _json_lines(path, text)
@@ -52,6 +64,8 @@ def _read_json(path: Path, split: str) -> RowTable:
         payload = json.loads(text)
     except json.JSONDecodeError as err:
         raise FemError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    except RecursionError:
+        raise FemError(f"{path}: not valid JSON (nested too deeply)") from None
     for index, item in enumerate(payload):
         if not isinstance(item, dict):
             raise FemError(f"{path}: item {index + 1} of the list is not a JSON object")
@@ -76,7 +90,7 @@ def _decode_cell(cell: str) -> Any:
 def _read_csv(path: Path, split: str) -> RowTable:
     rows: list[dict[str, Any]] = []
     line_numbers: list[int] = []
-    with path.open(encoding="utf-8", newline="") as handle:
+    with io.StringIO(_read_text(path), newline="") as handle:
         reader = csv.DictReader(handle)
         try:
             for record in reader:
@@ -137,7 +151,4 @@ def read_rows(path: Path, split: str) -> RowTable:
             f"{path}: unsupported file type {path.suffix or '(none)'!r}; "
             f"use {', '.join(_READERS)} or a `datasets` save_to_disk folder"
         )
-    try:
-        return reader(path, split)
-    except UnicodeDecodeError as err:
-        raise FemError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    return reader(path, split)

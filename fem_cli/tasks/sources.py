@@ -21,7 +21,7 @@ from typing import Optional
 
 from fem_cli.config import did_you_mean, option
 from fem_cli.errors import FemError
-from fem_cli.jsonl import read_jsonl
+from fem_cli.jsonl import check_unique, iter_jsonl_lines
 from fem_cli.records import Question
 from fem_cli.tasks.converters import convert_rows, detect_schema
 from fem_cli.tasks.readers import read_rows
@@ -59,7 +59,9 @@ def _from_data_dir(spec: TaskSpec, split: str, directory: Path, origin: str) -> 
     source = f"local normalized file {path}"
     if spec.subject is not None:
         source += f", subject {spec.subject}"
-    return LoadedQuestions(read_jsonl(path, Question), spec.name, source, path)
+    located = list(iter_jsonl_lines(path, Question))
+    check_unique((question.id, f"{path}:{line}") for line, question in located)
+    return LoadedQuestions([question for _, question in located], spec.name, source, path)
 
 
 def _from_hub(spec: TaskSpec, split: str) -> LoadedQuestions:

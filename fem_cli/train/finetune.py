@@ -33,6 +33,7 @@ from transformers.trainer_callback import PrinterCallback
 from fem_cli.errors import FemError
 from fem_cli.jsonl import read_jsonl, write_json
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer, resolve_model
+from fem_cli.outputs import check_writable
 from fem_cli.provenance import provenance
 from fem_cli.records import TrainExample
 from fem_cli.runtime import resolve_precision
@@ -48,6 +49,7 @@ REPORTER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("
 def run_finetune(cfg: FinetuneConfig) -> Path:
     """Fine-tune `cfg.model` on `cfg.train`; return the output folder (complete on return)."""
     out: Path = cfg.out  # type: ignore[assignment]  # required, checked in FinetuneConfig
+    check_writable(out, kind="renamed_folder")
     _check_output(out, cfg.overwrite)
     _check_reporter(cfg.report_to)
     examples = read_jsonl(cfg.train, TrainExample)  # type: ignore[arg-type]
