@@ -25,12 +25,15 @@ import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from fem_cli.backends.base import (
+    LABEL_PROBS,
     Completion,
     GenerationRequest,
+    LabelQuery,
     ProgressCallback,
     SamplingSettings,
     finish_text,
 )
+from fem_cli.backends.label_probs import LabelProbabilityScorer
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer
 from fem_cli.prompts import prompt_token_ids, render
 from fem_cli.seeding import derive_seed
@@ -197,6 +200,7 @@ class _DecodeBatch:
 
 class HFBackend:
     name = "hf"
+    capabilities = frozenset({LABEL_PROBS})
 
     def __init__(
         self,
@@ -228,6 +232,10 @@ class HFBackend:
 
     def close(self) -> None:
         del self.model
+
+    def label_probabilities(self, queries: Sequence[LabelQuery]) -> list[list[float] | None]:
+        scorer = LabelProbabilityScorer(self.model, self.tokenizer, self.batch_size)
+        return scorer.score([(render(self.tokenizer, list(q.messages)), q.completion, q.labels) for q in queries])
 
     def _encode(self, request: GenerationRequest) -> tuple[list[int], int]:
         """The prompt's token ids and the length of its context: the tokens before the last

@@ -41,7 +41,8 @@ class EvaluateConfig:
     trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you ask).")
     bootstrap_resamples: int = option(1000, "Resamples of the 95 % percentile bootstrap interval of accuracy.")
     out: str = option("eval", "Output folder: results.json and one <task>.jsonl of per-question records.")
-    swap_augment: bool = option(False, "Two-choice (judge) tasks: evaluate each pair in both orders (ids <id>~swap) and report position consistency.")
+    rotations: int = option(1, "Circular evaluation: ask every question in K rotations of its choices (labels stay, contents move; ids <id>~rot<r>) and report circular accuracy and content consistency.")
+    swap_augment: bool = option(False, "Two-choice (judge) tasks: circular evaluation with K = 2, each pair in both orders (ids <id>~swap).")
     prompt_style: str = option("auto", "generative: prompt style, choice or judge; auto: each task's own (files: choice).")
     prompt: PromptTemplate = option(PromptTemplate(), "generative: prompt template, as in training (recipe only).")
 
@@ -64,7 +65,9 @@ class EvaluateConfig:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.num_samples > 1 and self.sampling_temperature == 0:
             raise ValueError("num_samples > 1 needs temperature > 0: greedy samples are all the same answer")
-        for name in ("limit", "max_new_tokens", "batch_size", "bootstrap_resamples"):
+        if self.swap_augment and self.rotations not in (1, 2):
+            raise ValueError(f"--swap-augment is --rotations 2; it cannot go with --rotations {self.rotations}")
+        for name in ("limit", "max_new_tokens", "batch_size", "bootstrap_resamples", "rotations"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
@@ -72,6 +75,11 @@ class EvaluateConfig:
     @property
     def tasks(self) -> list[str]:
         return [name.strip() for name in self.task.split(",") if name.strip()]
+
+    @property
+    def circular_rotations(self) -> int:
+        """K of circular evaluation (1: each question once, as given)."""
+        return 2 if self.swap_augment else self.rotations
 
     @property
     def sampling_temperature(self) -> float:

@@ -4,8 +4,8 @@ Each question is put with the training prompt (`build_messages(q, template, hint
 task's prompt style), answered greedily once or sampled k times with a majority vote over the
 parsed answers (`extract_answer`). A question whose answers all fail to parse is wrong, with
 confidence 0. Confidence is the normalized probability of the predicted label at the answer
-position (`label_probs`, hf backend; averaged over the samples that voted for it), else the vote
-share (vLLM).
+position (averaged over the samples that voted for it) where the backend declares the
+`label_probs` capability (hf and vLLM do), else the vote share.
 
     fem evaluate --model runs/it2/ckpt --task arc_challenge --num-samples 5 --out eval/it2
 """
@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from fem_cli.answers import extract_answer
 from fem_cli.backends import BackendOptions, create_backend
-from fem_cli.backends.base import GenerationBackend, GenerationRequest, SamplingSettings
+from fem_cli.backends.base import LABEL_PROBS, GenerationBackend, GenerationRequest, LabelQuery, SamplingSettings
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, majority_vote, subject_breakdown
 from fem_cli.models import ResolvedModel, load_tokenizer
@@ -40,7 +40,6 @@ class GenerativeEvaluator:
         seed: int,
         resamples: int,
         styles: Mapping[str, str] | None = None,
-        batch_size: int = 8,
     ) -> None:
         self.backend = backend
         self.tokenizer = tokenizer  # renders the prompt text stored in each record
@@ -49,14 +48,9 @@ class GenerativeEvaluator:
         self.seed = seed
         self.resamples = resamples
         self.styles = dict(styles or {})  # task -> prompt style (default: choice)
-        self.label_scorer: Optional[Any] = None
-        model = getattr(backend, "model", None)
-        if model is not None:  # the hf backend: its model can read label probabilities
-            from fem_cli.evaluation.label_probs import LabelProbabilityScorer  # lazy: imports torch
-
-            self.label_scorer = LabelProbabilityScorer(model, backend.tokenizer, batch_size)  # type: ignore[attr-defined]
+        self.label_probs = LABEL_PROBS in backend.capabilities
         # Which confidence the records carry (results.json says it with the calibration).
-        self.confidence_source = LABEL_PROBABILITY if self.label_scorer is not None else VOTE_SHARE
+        self.confidence_source = LABEL_PROBABILITY if self.label_probs else VOTE_SHARE
         self.settings: dict[str, Any] = {
             "engine": backend.name,
             "num_samples": settings.n,
@@ -77,7 +71,7 @@ class GenerativeEvaluator:
         )
         settings = SamplingSettings(n=cfg.num_samples, temperature=cfg.sampling_temperature, max_new_tokens=cfg.max_new_tokens)
         tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
-        return cls(backend, tokenizer, settings, cfg.prompt, cfg.seed, cfg.bootstrap_resamples, styles, cfg.batch_size)
+        return cls(backend, tokenizer, settings, cfg.prompt, cfg.seed, cfg.bootstrap_resamples, styles)
 
     def evaluate(
         self, task: str, questions: Sequence[Question], on_progress: Callable[[int], None] | None = None
@@ -90,7 +84,7 @@ class GenerativeEvaluator:
         report = (lambda done, _tokens: on_progress(done)) if on_progress else None
         completions = self.backend.generate(requests, self.sampling, on_progress=report)
         prompts = [render(self.tokenizer, prompt) for prompt in messages]
-        distributions = self._label_distributions(questions, prompts, completions)
+        distributions = self._label_distributions(questions, messages, completions)
         records, token_counts = [], []
         for question, prompt, samples, sample_probs in zip(questions, prompts, completions, distributions):
             extracted = [extract_answer(sample.text, question.labels, question.choices) for sample in samples]
@@ -100,7 +94,7 @@ class GenerativeEvaluator:
                 label_probs, confidence = None, 0.0
             elif label_probs is not None:
                 confidence = label_probs[question.labels.index(prediction)]
-            else:  # vLLM, or labels sharing a first token: the vote share is all there is
+            else:  # no label probabilities, or labels sharing a first token: the vote share is all there is
                 confidence = share
             records.append(
                 EvalRecord(
@@ -115,18 +109,18 @@ class GenerativeEvaluator:
         return records, self.summarize(records, token_counts)
 
     def _label_distributions(
-        self, questions: Sequence[Question], prompts: Sequence[str], completions: Sequence[Sequence[Any]]
+        self, questions: Sequence[Question], messages: Sequence[Sequence[Any]], completions: Sequence[Sequence[Any]]
     ) -> list[list[Optional[list[float]]]]:
         """Per question, per sample: the label distribution at its answer position (None each
-        without a scorer)."""
-        if self.label_scorer is None:
+        where the backend cannot read label probabilities)."""
+        if not self.label_probs:
             return [[None] * len(samples) for samples in completions]
-        items = [
-            (prompt, sample.text, question.labels)
-            for question, prompt, samples in zip(questions, prompts, completions)
+        queries = [
+            LabelQuery(prompt, sample.text, question.labels)
+            for question, prompt, samples in zip(questions, messages, completions)
             for sample in samples
         ]
-        flat = iter(self.label_scorer.score(items))
+        flat = iter(self.backend.label_probabilities(queries))
         return [[next(flat) for _ in samples] for samples in completions]
 
     def summarize(self, records: Sequence[EvalRecord], token_counts: Sequence[int]) -> dict[str, Any]:

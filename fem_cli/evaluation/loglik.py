@@ -45,6 +45,10 @@ from fem_cli.models import ResolvedModel, load_model, load_tokenizer
 from fem_cli.records import EvalRecord, Question
 
 
+# The loglik protocol's confidence: the softmax over the choices' log-likelihoods.
+CHOICE_SOFTMAX = "choice_softmax"
+
+
 @dataclasses.dataclass(frozen=True)
 class ChoiceRequest:
     """One question as lm-eval puts it: a context and the choices' texts (`doc_to_choice`)."""
@@ -233,6 +237,8 @@ def predictions(logliks: Sequence[float], choices: Sequence[str]) -> tuple[int, 
 
 class LoglikEvaluator:
     """Scores tasks with the loglik protocol and summarizes acc and acc_norm."""
+
+    confidence_source = CHOICE_SOFTMAX
 
     def __init__(self, scorer: LoglikScorer, seed: int, resamples: int) -> None:
         self.scorer = scorer

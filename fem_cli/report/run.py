@@ -13,7 +13,7 @@ from typing import Optional
 from fem_cli.config import option
 from fem_cli.jsonl import atomic_write
 from fem_cli.report.collect import IterationFigures, collect_run, read_run
-from fem_cli.report.plots import plot_runs
+from fem_cli.report.plots import plot_prediction_distribution, plot_runs
 from fem_cli.report.tables import markdown_table
 
 
@@ -45,6 +45,7 @@ def run_report(cfg: ReportConfig) -> tuple[Path, dict[str, list[IterationFigures
     runs = collect(cfg)
     out = cfg.out_dir
     pngs = plot_runs(runs, out)
+    pngs += [png for name, iterations in runs.items() if (png := plot_prediction_distribution(name, iterations, out))]
     sections = ["# fem report", ""]
     for name, iterations in runs.items():
         sections += [f"## {name}", "", markdown_table(iterations), ""]
