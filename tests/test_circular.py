@@ -41,8 +41,7 @@ def test_rotations_move_contents_and_the_gold_follows() -> None:
     assert content_index([1, 2, 3, 0], q.labels, "A") == 1 and content_index([1, 2, 3, 0], q.labels, None) is None
     assert rotated(Question(id="p", question="?", choices=["x", "y"], labels=["A", "B"], answer="A"), 1).id == "p~swap"
     assert permuted(q, [3, 2, 1, 0]).answer == "C" and permuted(q, [3, 2, 1, 0]).id == "q"
-    with pytest.raises(ValueError, match="5 rotations of 4 choices would repeat an order"):
-        rotations(q, 5)
+    assert [order for _, order in rotations(q, 9)] == [order for _, order in turned]  # no order repeats
     with pytest.raises(ValueError, match="is not an order"):
         permuted(q, [0, 0, 1, 2])
 
@@ -133,9 +132,14 @@ def test_evaluate_loglik_rotations_say_they_are_a_no_op(tiny_model: Path, questi
     assert metrics["circular_accuracy"] == metrics["accuracy"] and metrics["rotations"] == 4
 
 
-def test_rotations_beyond_the_choices_are_refused(tiny_model: Path, questions_file: Path, tmp_path: Path) -> None:
-    result = _evaluate(tiny_model, questions_file, tmp_path / "o", "--rotations", "5")
-    assert result.exit_code == 2 and "--rotations 5: question q000: 5 rotations of 4 choices" in result.output
+def test_circular_summary_takes_questions_with_fewer_choices_in_all_their_rotations() -> None:
+    groups = [[Answer(True, "A", 0)] * 3, [Answer(True, "A", 0), Answer(False, "B", 1)]]
+    summary = circular_summary(groups, seed=0, resamples=50)
+    assert summary["rotations"] == 3 and summary["per_rotation"] == [1.0, 0.5, 1.0]
+    assert summary["circular_accuracy"]["value"] == 0.5
+
+
+def test_swap_augment_is_rotations_two(tiny_model: Path, questions_file: Path, tmp_path: Path) -> None:
     result = _evaluate(tiny_model, questions_file, tmp_path / "o", "--rotations", "3", "--swap-augment")
     assert result.exit_code == 2 and "--swap-augment is --rotations 2" in result.output
 

@@ -33,11 +33,9 @@ class Presentation:
 
 
 def present(questions: Sequence[Question], k: int) -> list[Presentation]:
-    """Each question followed by its rotations 1..k-1 (k = 1: the questions as they are)."""
-    try:
-        return [Presentation(q, question.id, order) for question in questions for q, order in rotations(question, k)]
-    except ValueError as err:
-        raise ValueError(f"--rotations {k}: {err}") from None
+    """Each question followed by its rotations 1..k-1 (k = 1: the questions as they are; a
+    question with fewer than k choices gets all of its rotations)."""
+    return [Presentation(q, question.id, order) for question in questions for q, order in rotations(question, k)]
 
 
 def loglik_rotation_is_no_op(task: str, questions: Sequence[Question]) -> bool:
@@ -74,6 +72,6 @@ def prior_metrics(
         "constant_baseline": constant_baseline([record.gold for record in records]),
         "gain_over_constant": gain_over_constant(grouped, seed, resamples),
     }
-    if grouped and len(grouped[0]) > 1:
+    if any(len(group) > 1 for group in grouped):
         metrics.update(circular_summary(grouped, seed, resamples))
     return metrics

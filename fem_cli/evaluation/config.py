@@ -41,7 +41,7 @@ class EvaluateConfig:
     trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you ask).")
     bootstrap_resamples: int = option(1000, "Resamples of the 95 % percentile bootstrap interval of accuracy.")
     out: str = option("eval", "Output folder: results.json and one <task>.jsonl of per-question records.")
-    rotations: int = option(1, "Circular evaluation: ask every question in K rotations of its choices (labels stay, contents move; ids <id>~rot<r>) and report circular accuracy and content consistency.")
+    rotations: int = option(1, "Circular evaluation: ask every question in K rotations of its choices (labels stay, contents move; ids <id>~rot<r>; a question with fewer choices in all of its own) and report circular accuracy and content consistency.")
     swap_augment: bool = option(False, "Two-choice (judge) tasks: circular evaluation with K = 2, each pair in both orders (ids <id>~swap).")
     prompt_style: str = option("auto", "generative: prompt style, choice or judge; auto: each task's own (files: choice).")
     prompt: PromptTemplate = option(PromptTemplate(), "generative: prompt template, as in training (recipe only).")

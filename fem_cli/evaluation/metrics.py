@@ -122,18 +122,20 @@ def gain_over_constant(groups: Sequence[Sequence[Answer]], seed: int, resamples:
 
 
 def circular_summary(groups: Sequence[Sequence[Answer]], seed: int, resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, Any]:
-    """Circular evaluation over questions each asked in K rotations (MMBench's CircularEval):
-    `circular_accuracy` (correct in every rotation, with its bootstrap interval over questions),
-    `mean_accuracy` (over all rotations), `per_rotation` accuracy, and `content_consistency`: among
-    questions whose K answers all parse, the share that chose the same content every time."""
-    k = len(groups[0]) if groups else 0
+    """Circular evaluation over questions each asked in K rotations (MMBench's CircularEval; a
+    question with fewer choices in as many as it has): `circular_accuracy` (correct in every
+    rotation, with its bootstrap interval over questions), `mean_accuracy` (over all rotations),
+    `per_rotation` accuracy (over the questions that have that rotation), and
+    `content_consistency`: among questions whose answers all parse, the share that chose the same
+    content every time."""
+    k = max((len(group) for group in groups), default=0)
     parsed = [group for group in groups if all(a.content is not None for a in group)]
     consistent = sum(len({a.content for a in group}) == 1 for group in parsed)
     return {
         "rotations": k,
         "circular_accuracy": accuracy_summary([all(a.correct for a in group) for group in groups], seed, resamples),
         "mean_accuracy": accuracy([a.correct for group in groups for a in group]),
-        "per_rotation": [accuracy([group[r].correct for group in groups]) for r in range(k)],
+        "per_rotation": [accuracy([group[r].correct for group in groups if len(group) > r]) for r in range(k)],
         "content_consistency": {
             "value": consistent / len(parsed) if parsed else 0.0,
             "questions": len(groups),

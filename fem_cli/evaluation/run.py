@@ -96,10 +96,8 @@ def run_evaluate(
     # Where a rotation cannot change a loglik score, each question is scored once (and results.json says so).
     no_op = {task.task: k > 1 and cfg.protocol == "loglik" and loglik_rotation_is_no_op(name, task.questions)
              for name, task in zip(cfg.tasks, loaded)}
-    try:  # --limit counts questions: all K rotations of each of the first N
-        presented = {task.task: present(task.questions, 1 if no_op[task.task] else k) for task in loaded}
-    except ValueError as err:
-        raise FemError(str(err)) from None
+    # --limit counts questions: all K rotations of each of the first N.
+    presented = {task.task: present(task.questions, 1 if no_op[task.task] else k) for task in loaded}
     styles = {task.task: task_prompt_style(name, cfg.prompt_style) for name, task in zip(cfg.tasks, loaded)}
     for task in loaded:
         turns = f" (each in {k} rotations of its choices)" if k > 1 and not no_op[task.task] else ""

@@ -57,13 +57,10 @@ def rotated(question: Question, shift: int) -> Question:
 
 
 def rotations(question: Question, k: int) -> list[tuple[Question, list[int]]]:
-    """The first k rotations of `question` with their orders (k larger than the number of
-    choices would repeat an order: ValueError)."""
-    if k > len(question.choices):
-        raise ValueError(
-            f"question {question.id}: {k} rotations of {len(question.choices)} choices would repeat an order"
-        )
-    return [(rotated(question, shift), rotation_order(len(question.choices), shift)) for shift in range(k)]
+    """The first k rotations of `question` with their orders; a question with fewer than k
+    choices gets all of its own (more would repeat an order)."""
+    size = len(question.choices)
+    return [(rotated(question, shift), rotation_order(size, shift)) for shift in range(min(k, size))]
 
 
 def content_index(order: Sequence[int], labels: Sequence[str], label: str | None) -> int | None:
