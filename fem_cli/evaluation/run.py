@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
