@@ -1,8 +1,10 @@
 """The E-step's second half: keep the correct rationales and write the M-step training file.
 
 Reads one or more sample files (shards merge here), recomputes every reward with the current
-answer extraction (a better extractor applies to old files), drops hint leaks, too-short
-rationales and duplicate rationales per question, keeps up to K per question, and writes
+answer extraction (a better extractor applies to old files), drops unverified samples
+(--require-verified: hinted rationales whose answer does not stand without the hint, see
+`fem sample --verify`), hint leaks, too-short rationales and duplicate rationales per question,
+keeps up to K per question, and writes
 `TrainExample`s whose prompt is the **hint-free** prompt. Statistics go to `<out>.stats.json`.
 
     fem filter samples.jsonl --out train.jsonl --max-per-question 2
@@ -33,6 +35,7 @@ class FilterConfig:
     max_per_question: Optional[int] = option(None, "Keep at most K rationales per question (default: all).")
     min_words: int = option(8, "Drop completions with fewer words (e.g. a bare 'Answer: B').")
     drop_leaks: bool = option(True, "Drop hinted rationales that say they were given the answer.")
+    require_verified: bool = option(False, "Keep only verified samples (`fem sample --verify`): hinted rationales whose answer stands without the hint.")
 
     def __post_init__(self) -> None:
         if not self.samples:
@@ -61,6 +64,8 @@ class FilterStats:
             "samples": totals["total"],
             "correct": totals["correct"],
             "kept": totals["kept"],
+            "verified": totals["verified"],
+            "unverified_dropped": totals["unverified"],
             "leaks_dropped": totals["leak"],
             "too_short_dropped": totals["too_short"],
             "duplicates_removed": totals["duplicate"],
@@ -68,7 +73,12 @@ class FilterStats:
             "questions": len(self.questions),
             "questions_with_kept": len(self.questions_kept),
             "per_stage": {
-                stage: {**counts, "kept_rate": counts["kept"] / counts["total"] if counts["total"] else 0.0}
+                stage: {
+                    **counts,
+                    "kept_rate": counts["kept"] / counts["total"] if counts["total"] else 0.0,
+                    # Of the correct samples, the share whose answer stands without the hint.
+                    "verified_share": counts["verified"] / counts["correct"] if counts["correct"] else 0.0,
+                }
                 for stage, counts in sorted(self.per_stage.items())
             },
         }
@@ -86,6 +96,10 @@ def select(samples: list[Sample], cfg: FilterConfig) -> tuple[list[TrainExample]
         if not score:
             continue
         counts["correct"] += 1
+        counts["verified"] += bool(sample.verified)
+        if cfg.require_verified and not sample.verified:
+            counts["unverified"] += 1
+            continue
         if cfg.drop_leaks and sample.hinted and find_hint_leak(sample.text, sample.hint):
             counts["leak"] += 1
             continue
@@ -127,6 +141,8 @@ def run_filter(cfg: FilterConfig) -> tuple[Path, dict]:
     samples = [sample for _, _, sample in located]
     if not samples:
         raise FemError(f"no samples in {', '.join(cfg.samples)}")
+    if cfg.require_verified and any(sample.verified is None for sample in samples):
+        raise FemError(f"--require-verified: {', '.join(cfg.samples)} holds samples never verified (sample with --verify)")
     examples, stats = select(samples, cfg)
     summary = stats.as_dict()
     write_json(stats_path(cfg.out), {**summary, **provenance(cfg, inputs=cfg.samples)})

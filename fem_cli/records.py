@@ -85,6 +85,7 @@ class Sample(Record):
     num_tokens: int = Field(ge=0)
     finish_reason: Literal["stop", "length"]
     labels: list[str]
+    # The choices as shown in `prompt` and `train_prompt`; `gold` and `extracted` refer to them.
     choices: list[str]
     gold: str
     extracted: Optional[str]
@@ -95,6 +96,15 @@ class Sample(Record):
     model: str
     generation: GenerationSettings
     seed: int
+    # `fem sample --permute-choices`: the question's original index of the choice shown at each
+    # position (None: the question's own order).
+    choice_order: Optional[list[int]] = None
+    # `fem sample --verify`: the label distribution read after the hint-free prompt + this
+    # completion up to its final answer marker (correct hinted samples only) ...
+    unhinted_label_probs: Optional[list[float]] = None
+    # ... and whether the answer stands without the hint: its argmax is the gold (hinted), the
+    # reward itself (un-hinted). None: not verified.
+    verified: Optional[bool] = None
 
 
 class TrainExample(Record):
@@ -132,3 +142,5 @@ class EvalRecord(Record):
     label_probs: Optional[list[float]] = None
     # generative: share of the samples that voted for the prediction (1 or 0 for one sample).
     vote_share: Optional[float] = None
+    # Under --rotations / --swap-augment: the original index of the choice shown at each position.
+    choice_order: Optional[list[int]] = None

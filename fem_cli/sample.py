@@ -1,8 +1,9 @@
 """The E-step's first half: draw rationales from a proposal and write them, scored, as JSONL.
 
 `run_sample(cfg)` loads the questions (optionally one shard of them), builds the backend, runs the
-sampler and writes `cfg.out` (one `Sample` per line) and `<out>.summary.json` (acceptance rate,
-rationale length, tokens/s per sampler and stage, plus provenance).
+sampler (in permuted choice orders with --permute-choices), verifies the correct hinted samples
+without the hint (--verify) and writes `cfg.out` (one `Sample` per line) and `<out>.summary.json`
+(acceptance rate, verified share, rationale length, tokens/s per sampler and stage, plus provenance).
 
     fem sample --model smollm2 --task arc_easy --split train --sampler pps --num-samples 4 --out samples.jsonl
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from fem_cli.backends import BackendSettings, choose_backend
-from fem_cli.backends.base import SamplingSettings
+from fem_cli.backends.base import LABEL_PROBS, SamplingSettings, require
 from fem_cli.checkpoint import Checkpoint, fingerprint
 from fem_cli.config import option
 from fem_cli.errors import FemError
@@ -31,6 +32,7 @@ from fem_cli.samplers import SamplerOptions, get_sampler
 from fem_cli.samplers.base import Proposal
 from fem_cli.tasks import QuestionSource, task_prompt_style
 from fem_cli.tasks.swap import swap_augment
+from fem_cli.verification import verification_summary, verify
 
 
 @dataclasses.dataclass
@@ -49,6 +51,8 @@ class SampleConfig(BackendSettings, QuestionSource):
     out: str = option("samples.jsonl", "Output JSONL of samples; statistics go to <out>.summary.json.")
     swap_augment: bool = option(False, "Two-choice (judge) tasks: sample each pair in both orders (the copy's id is <id>~swap, choices reversed, answer flipped).")
     prompt_style: str = option("auto", "Prompt style: choice (lettered choices) or judge (which of two responses is better); auto: the task's own (files: choice).")
+    permute_choices: bool = option(False, "Show every draw its question's choices in a seeded random order (labels stay, contents move, the gold follows), so training golds spread over all labels; the Sample records the order.")
+    verify: bool = option(False, "Read each correct hinted sample's answer after the hint-free prompt + its completion (label probabilities at the answer marker) and record whether the gold wins (`verified`).")
     prompt: PromptTemplate = option(PromptTemplate(), "Prompt template (recipe only).")
     on_long: str = option("skip", "A question whose prompt + max_new_tokens exceeds the model's maximum length: skip (warn, and count it in the summary) or error.")
     checkpoint_every: int = option(64, "Save finished draws every N questions (in .<out>.partial/), so a rerun after an interruption resumes there; 0: no checkpoint.")
@@ -117,6 +121,8 @@ def run_sample(
         )
         if not kept:
             raise FemError(f"every question is too long for the model's maximum length of {backend.max_length} tokens")
+        if cfg.verify:  # before any draw: a backend that cannot verify fails in seconds
+            require(backend, LABEL_PROBS, "--verify")
         checkpoint = Checkpoint.open(
             Path(cfg.out),
             fingerprint(cfg, [loaded.path] if loaded.path else [], model.adapter or model.path),
@@ -137,9 +143,14 @@ def run_sample(
             on_progress=progress,
             checkpoint_every=cfg.checkpoint_every,
             checkpoint=checkpoint,
+            permute_choices=cfg.permute_choices,
         )
         started = time.perf_counter()
         samples = sampler.run(kept, proposal, SamplerOptions(num_samples=cfg.num_samples, budget=cfg.budget))
+        if cfg.verify:
+            verify_started = time.perf_counter()
+            samples = verify(samples, backend)
+            on_status(f"verified without the hint in {time.perf_counter() - verify_started:.1f} s")
     finally:
         backend.close()
     wall = time.perf_counter() - started
@@ -147,6 +158,9 @@ def run_sample(
         on_status(checkpoint.summary())
     write_jsonl(cfg.out, samples)
     stages = {f"{sampler.name}/{stage}": stats.summary() for stage, stats in proposal.stats.items()}
+    if cfg.verify:
+        for key, entry in verification_summary(samples).items():
+            stages[key].update({"verified": entry["verified"], "verified_share": entry["verified_share"]})
     write_json(
         summary_path(cfg.out),
         {
@@ -156,6 +170,8 @@ def run_sample(
             "shard": cfg.shard,
             "prompt_style": style,
             "swap_augment": cfg.swap_augment,
+            "permute_choices": cfg.permute_choices,
+            "verify": cfg.verify,
             "questions": len(questions),
             "samples": len(samples),
             "skipped_too_long": len(skipped),

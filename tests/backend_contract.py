@@ -6,9 +6,11 @@ are held to the same rules on the same prompts.
 
 from __future__ import annotations
 
+import math
+
 from fem_cli.answers import answer_line_end, extract_answer
-from fem_cli.backends.base import GenerationRequest, SamplingSettings
-from fem_cli.prompts import PromptTemplate, build_messages
+from fem_cli.backends.base import LABEL_PROBS, GenerationRequest, LabelQuery, SamplingSettings
+from fem_cli.prompts import PromptTemplate, build_messages, render
 from fem_cli.records import Question
 
 
@@ -76,3 +78,43 @@ def extraction_rate(outputs, questions: list[Question]) -> float:
             total += 1
             parsed += extract_answer(completion.text, question.labels, question.choices) is not None
     return parsed / total
+
+
+def label_queries(questions: list[Question]) -> list[LabelQuery]:
+    """Hint-free prompts with completions that end on a marker, a label, or no marker at all."""
+    tails = ["Let us compare the choices.\nAnswer: B", "I think so.\nAnswer:", "no marker here", "**Answer:** (A)"]
+    return [
+        LabelQuery(build_messages(q, PromptTemplate(), hint=False), tails[i % len(tails)], q.labels)
+        for i, q in enumerate(questions)
+    ]
+
+
+def reference_label_probs(model, tokenizer, query: LabelQuery) -> list[float] | None:
+    """The contract's meaning, computed the plain way: one unbatched transformers forward pass
+    over the label context's token ids, softmax of the labels' logits at its last position."""
+    import torch
+
+    from fem_cli.backends.label_probs import label_positions
+
+    found = label_positions(tokenizer, render(tokenizer, list(query.messages)), query.completion, query.labels)
+    if found is None:
+        return None
+    context, firsts = found
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([context])).logits[0, -1].float()
+    return torch.softmax(torch.log_softmax(logits, -1)[firsts], -1).tolist()
+
+
+def check_label_probabilities(backend, queries: list[LabelQuery], model, tokenizer, tolerance: float) -> None:
+    """A LABEL_PROBS backend gives, per query, a distribution over its labels that matches the
+    reference reading of the same token ids."""
+    assert LABEL_PROBS in backend.capabilities
+    results = backend.label_probabilities(queries)
+    assert len(results) == len(queries)
+    for query, distribution in zip(queries, results):
+        expected = reference_label_probs(model, tokenizer, query)
+        assert (distribution is None) == (expected is None)
+        if distribution is None:
+            continue
+        assert len(distribution) == len(query.labels) and math.isclose(sum(distribution), 1, abs_tol=1e-5)
+        assert max(abs(a - b) for a, b in zip(distribution, expected)) < tolerance, (distribution, expected)

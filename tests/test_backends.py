@@ -10,8 +10,10 @@ import pytest
 from backend_contract import (
     check_answer_stop,
     check_greedy_is_deterministic_across_n,
+    check_label_probabilities,
     check_seeded,
     check_shapes,
+    label_queries,
     requests_for,
 )
 from conftest import make_questions
@@ -43,6 +45,11 @@ def test_stops_right_after_the_answer_line(backend, questions):
     outputs = backend.generate(requests_for(questions), SamplingSettings(n=4, max_new_tokens=60))
     # The tiny model's vocabulary holds whole answer lines, so some samples must stop on one.
     assert check_answer_stop(outputs, max_new_tokens=60) > 0
+
+
+def test_label_probabilities_follow_the_contract(backend, questions):
+    # Batched and left-padded by the backend, read unbatched by the contract's reference.
+    check_label_probabilities(backend, label_queries(questions), backend.model, backend.tokenizer, tolerance=1e-4)
 
 
 def test_seeded_and_independent_of_batch_neighbours(backend, questions):

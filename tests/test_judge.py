@@ -1,5 +1,5 @@
 """Judge tasks and calibration: the two hub converters, the real files, the judge prompt, swap
-augmentation, position consistency, ECE / Brier by hand, the reliability PNG, label-probability
+augmentation (circular evaluation with K = 2), ECE / Brier by hand, the reliability PNG, label-probability
 confidence on the tiny model, and `fem sample` / `fem evaluate --swap-augment` end to end."""
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from typer.testing import CliRunner
 from fem_cli.cli.main import app
 from fem_cli.errors import FemError
 from fem_cli.evaluation import RESULTS_FILE
-from fem_cli.evaluation.label_probs import LabelProbabilityScorer, answer_context
+from fem_cli.backends.label_probs import LabelProbabilityScorer, answer_context
 from fem_cli.evaluation.metrics import (
     brier_score,
     calibration_summary,
     expected_calibration_error,
     multiclass_brier_score,
-    position_consistency,
     reliability_bins,
 )
 from fem_cli.evaluation.reliability import write_reliability_diagram
@@ -32,7 +31,7 @@ from fem_cli.report.collect import IterationFigures
 from fem_cli.report.tables import markdown_table
 from fem_cli.tasks import get_task, load_questions, task_prompt_style
 from fem_cli.tasks.converters import CONVERTERS, convert_rows, detect_schema, judge_split
-from fem_cli.tasks.swap import SWAP_SUFFIX, swap_augment, swapped, verdict_positions
+from fem_cli.tasks.swap import SWAP_SUFFIX, swap_augment, swapped
 
 runner = CliRunner()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -170,7 +169,7 @@ def test_tasks_choose_their_prompt_style() -> None:
     assert task_prompt_style("pairs.jsonl", "judge") == "judge" and task_prompt_style("judge_pairs", "choice") == "choice"
 
 
-# --- swap augmentation and position consistency ---------------------------------------------------
+# --- swap augmentation ---------------------------------------------------
 
 
 def test_swap_augmentation_keeps_pairs_and_labels_consistent() -> None:
@@ -187,16 +186,6 @@ def test_swap_augmentation_keeps_pairs_and_labels_consistent() -> None:
     four = Question(id="m", question="?", choices=["a", "b", "c", "d"], labels=["A", "B", "C", "D"], answer="C")
     with pytest.raises(FemError, match="question m: --swap-augment needs two-choice questions, this one has 4"):
         swap_augment([four])
-
-
-def test_position_consistency_by_hand() -> None:
-    # Positions (original order, swapped order): differing positions pick the same response.
-    result = position_consistency([(0, 1), (0, 0), (1, 0), (None, 1), (1, 1)])
-    assert result == {"value": 0.5, "pairs": 5, "both_parsed": 4, "consistent": 2, "first_position_rate": pytest.approx(4 / 9)}
-    assert position_consistency([(None, None)])["value"] == 0.0
-    questions = swap_augment([pair("x", "A"), pair("y", "B"), pair("z", "A")])
-    predictions = {"x": "A", "x~swap": "B", "y": "A", "y~swap": "A", "z": None, "z~swap": "B"}
-    assert verdict_positions(questions, predictions) == [(0, 1), (0, 0), (None, 1)]
 
 
 # --- calibration by hand -------------------------------------------------------------------------
@@ -276,7 +265,7 @@ def test_evaluate_swap_augment_reports_calibration_and_consistency(tiny_model: P
                                  "--max-new-tokens", "12", "--swap-augment", "--prompt-style", "judge", "--threads", "1",
                                  "--out", str(out)], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
-    assert "ECE" in result.output and "position consistency" in result.output
+    assert "ECE" in result.output and "content consistency" in result.output
     summary = json.loads((out / RESULTS_FILE).read_text())["tasks"]["pairs"]
     assert summary["questions"] == 8 and summary["reliability_diagram"] == "pairs.reliability.png"
     assert (out / "pairs.reliability.png").read_bytes()[:8] == PNG_MAGIC
@@ -296,10 +285,15 @@ def test_evaluate_swap_augment_reports_calibration_and_consistency(tiny_model: P
     correct = [r.correct for r in records]
     assert calibration["ece"] == pytest.approx(expected_calibration_error([r.confidence for r in records], correct))
     assert calibration["brier"] == pytest.approx(brier_score([r.confidence for r in records], correct))
-    consistency = metrics["position_consistency"]
-    expected = position_consistency(verdict_positions(swap_augment(read_jsonl(pairs_file, Question)),
-                                                      {r.question_id: r.prediction for r in records}))
-    assert consistency == expected and consistency["pairs"] == 4
+    # Swap augmentation is circular evaluation with K = 2: the same response chosen in both orders.
+    assert metrics["rotations"] == 2 and summary["rotations"] == 2
+    assert [r.choice_order for r in records] == [[0, 1], [1, 0]] * 4
+    chosen = [None if r.prediction is None else r.choice_order["AB".index(r.prediction)] for r in records]
+    both = [(a, b) for a, b in zip(chosen[::2], chosen[1::2]) if a is not None and b is not None]
+    consistency = metrics["content_consistency"]
+    assert consistency == {"value": sum(a == b for a, b in both) / len(both) if both else 0.0, "questions": 4,
+                           "all_parsed": len(both), "consistent": sum(a == b for a, b in both)}
+    assert metrics["circular_accuracy"]["value"] == sum(a.correct and b.correct for a, b in zip(records[::2], records[1::2])) / 4
 
 
 def test_swap_augment_refuses_more_than_two_choices(tiny_model: Path, questions_file: Path, tmp_path: Path) -> None:

@@ -198,10 +198,10 @@ def test_report_writes_table_and_plots(finished_run, tmp_path):
     folder, _, _ = finished_run
     result = runner.invoke(app, ["report", str(folder / "runs" / "t"), "--out", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
-    for name in ("accuracy.png", "calibration.png", "acceptance.png", "rationale_length.png"):
+    for name in ("accuracy.png", "calibration.png", "acceptance.png", "rationale_length.png", "predictions-t.png"):
         assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "report" / "report.md").read_text()
-    assert "| iteration | questions accuracy [95% CI] | questions ECE | acceptance |" in table
+    assert "| iteration | questions accuracy [95% CI] | questions constant baseline | questions ECE | acceptance |" in table
     assert len([line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]) == 3
 
 

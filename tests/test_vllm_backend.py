@@ -16,6 +16,8 @@ vllm = pytest.importorskip("vllm", reason="vLLM not installed: run these with `m
 
 from backend_contract import (  # noqa: E402
     check_answer_stop,
+    check_label_probabilities,
+    label_queries,
     check_seeded,
     check_shapes,
     extraction_rate,
@@ -50,6 +52,16 @@ def test_vllm_follows_the_contract(vllm_backend, arc_questions):
     outputs = check_shapes(vllm_backend, requests_for(arc_questions), n=2, max_new_tokens=96)
     check_answer_stop(outputs, max_new_tokens=96)
     check_seeded(vllm_backend, requests_for(arc_questions[:4]))
+
+
+def test_vllm_label_probabilities_follow_the_contract(vllm_backend, arc_questions):
+    """Prompt log-probabilities on the same token ids as hf: vLLM's bfloat16 against a float32
+    transformers reference, so the tolerance is loose."""
+    from fem_cli.models import load_model
+
+    model = resolve_model("smollm2")
+    reference = load_model(model, dtype="float32")
+    check_label_probabilities(vllm_backend, label_queries(arc_questions), reference, vllm_backend.tokenizer, tolerance=0.05)
 
 
 def test_vllm_and_hf_agree_on_the_contract(vllm_backend, arc_questions):

@@ -1,16 +1,23 @@
-"""The generation interface every backend honours.
+"""The generation interface every backend honours, and the capabilities a backend declares.
 
 Chat prompts + SamplingSettings -> for each prompt, `n` Completions (text, token count, finish
 reason). Each request carries its own seed, so a prompt's samples do not depend on which other
 prompts share its batch: sharded runs reproduce an unsharded one.
+
+Beyond generating, a backend lists what else it can do in `capabilities`, and callers ask that set
+instead of probing attributes:
+  LABEL_PROBS  `label_probabilities(queries)`: the probability of each label at a completion's
+               answer position, read on the prompt's token ids (generative confidence,
+               `fem sample --verify`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 from fem_cli.answers import answer_line_end
+from fem_cli.errors import FemError
 from fem_cli.records import Message
 
 
@@ -48,6 +55,19 @@ class Completion:
     finish_reason: str  # "stop" (answer line, stop string or end of turn) or "length"
 
 
+@dataclasses.dataclass(frozen=True)
+class LabelQuery:
+    """Read which label `completion` gives after `messages`: at its last `Answer:` marker (after an
+    appended "\nAnswer:" when it has none)."""
+
+    messages: Sequence[Message]
+    completion: str
+    labels: Sequence[str]
+
+
+LABEL_PROBS = "label_probs"
+
+
 # Called with (requests finished so far in this call, tokens generated so far in this call).
 ProgressCallback = Callable[[int, int], None]
 
@@ -57,6 +77,8 @@ class GenerationBackend(Protocol):
     tokenizer: Any  # renders and counts prompts exactly as generation will
     # Most tokens (prompt + completion) one sequence may have; None when the model does not say.
     max_length: int | None
+    # What this backend can do besides generating (LABEL_PROBS, ...).
+    capabilities: frozenset[str]
 
     def generate(
         self,
@@ -67,7 +89,19 @@ class GenerationBackend(Protocol):
         """One list of `settings.n` completions per request, in request order."""
         ...
 
+    def label_probabilities(self, queries: Sequence[LabelQuery]) -> list[Optional[list[float]]]:
+        """LABEL_PROBS backends: per query, the label distribution at the answer position
+        (normalized over the query's labels), or None when no single token position tells its
+        labels apart. The prompt is rendered and tokenized as for `generate`."""
+        ...
+
     def close(self) -> None: ...
+
+
+def require(backend: GenerationBackend, capability: str, why: str) -> None:
+    """FemError unless `backend` declares `capability`."""
+    if capability not in backend.capabilities:
+        raise FemError(f"{why} needs a backend with {capability}; the {backend.name} backend has not")
 
 
 def finish_text(text: str, settings: SamplingSettings) -> tuple[str, bool]:

@@ -25,12 +25,15 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from fem_cli import runtime
 from fem_cli.backends.base import (
+    LABEL_PROBS,
     Completion,
     GenerationRequest,
+    LabelQuery,
     ProgressCallback,
     SamplingSettings,
     finish_text,
 )
+from fem_cli.backends.label_probs import LabelProbabilityScorer
 from fem_cli.lengths import model_max_length
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer
 from fem_cli.prompts import prompt_token_ids, render
@@ -193,6 +196,7 @@ class _DecodeBatch:
 
 class HFBackend:
     name = "hf"
+    capabilities = frozenset({LABEL_PROBS})
 
     def __init__(
         self,
@@ -223,6 +227,10 @@ class HFBackend:
 
     def close(self) -> None:
         del self.model
+
+    def label_probabilities(self, queries: Sequence[LabelQuery]) -> list[list[float] | None]:
+        scorer = LabelProbabilityScorer(self.model, self.tokenizer, self.batch_size)
+        return scorer.score([(render(self.tokenizer, list(q.messages)), q.completion, q.labels) for q in queries])
 
     def _encode(self, request: GenerationRequest) -> tuple[list[int], int]:
         """The prompt's token ids and the length of its context: the tokens before the last

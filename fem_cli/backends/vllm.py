@@ -3,6 +3,9 @@
 Imported only when chosen. Prompts are rendered and tokenized by fem exactly as for the hf backend
 and passed as token ids, so both backends see identical prompts. vLLM cannot stop on a pattern,
 so the text is cut after the answer line afterwards (the token count keeps what was generated).
+Label probabilities (`LABEL_PROBS`) are prompt log-probabilities: for each label, the context's
+token ids + the label's token id (`label_positions`, the ids the hf backend reads), one prompt
+token's log-probability each, normalized over the labels.
 
     backend = VLLMBackend(resolve_model("smollm2"))
 """
@@ -10,12 +13,15 @@ so the text is cut after the answer line afterwards (the token count keeps what 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 from fem_cli.backends.base import (
+    LABEL_PROBS,
     Completion,
     GenerationRequest,
+    LabelQuery,
     ProgressCallback,
     SamplingSettings,
     finish_text,
@@ -63,6 +69,7 @@ def _engine_environment(model: ResolvedModel) -> Iterator[None]:
 
 class VLLMBackend:
     name = "vllm"
+    capabilities = frozenset({LABEL_PROBS})
 
     def __init__(
         self,
@@ -155,6 +162,44 @@ class VLLMBackend:
                 results.append(completions)
             if on_progress:
                 on_progress(len(results), tokens_so_far)
+        return results
+
+    def label_probabilities(self, queries: Sequence[LabelQuery]) -> list[Optional[list[float]]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        from fem_cli.backends.label_probs import label_positions  # lazy: imports torch
+
+        positions = [
+            label_positions(self.tokenizer, render(self.tokenizer, list(q.messages)), q.completion, q.labels)
+            for q in queries
+        ]
+        # One prompt per (query, label): the context's ids, then the label's token.
+        prompts: list[tuple[int, list[int]]] = []
+        for i, found in enumerate(positions):
+            if found:
+                context, firsts = found
+                prompts += [(i, context + [token]) for token in firsts]
+        # prompt_logprobs=0: the log-probability of each prompt token itself; one greedy token,
+        # as vLLM generates at least one.
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        logprobs: dict[int, list[float]] = {}
+        for chunk in self._chunks([ids for _, ids in prompts], 1):
+            outputs = self.llm.generate(
+                [TokensPrompt(prompt_token_ids=prompts[j][1]) for j in chunk],
+                sampling_params=params, lora_request=self.lora_request, use_tqdm=False,
+            )
+            for j, output in zip(chunk, outputs):
+                token = prompts[j][1][-1]
+                logprobs.setdefault(prompts[j][0], []).append(output.prompt_logprobs[-1][token].logprob)
+        results: list[Optional[list[float]]] = []
+        for i, found in enumerate(positions):
+            if not found:
+                results.append(None)
+                continue
+            top = max(logprobs[i])
+            exps = [math.exp(v - top) for v in logprobs[i]]
+            results.append([e / sum(exps) for e in exps])
         return results
 
     def _chunks(self, encoded: list[list[int]], n: int) -> list[list[int]]:

@@ -24,6 +24,8 @@ EXAMPLES = """Examples:
   fem evaluate --model qwen --task mmlu --protocol loglik --batch-size 32 --out eval/qwen-mmlu
 
   fem evaluate --model smollm2 --task judge_pairs --data-dir ../shared/data --limit 50 --swap-augment --out eval/judge
+
+  fem evaluate --model smollm2 --task arith --limit 40 --rotations 4 --out eval/arith-circular
 """
 
 
@@ -31,10 +33,21 @@ def _optional(value: float | None, pattern: str) -> str:
     return "-" if value is None else format(value, pattern)
 
 
+def _signed(entry: dict[str, Any]) -> str:
+    return f"{entry['value']:+.1%} [{entry['ci_low']:+.1%}, {entry['ci_high']:+.1%}]"
+
+
+def _distribution(metrics: dict[str, Any]) -> str:
+    """Answers per label, the gold count in brackets: `A 30 (10) B 2 (10) ... ? 1`."""
+    predicted, gold = metrics["predictions"], metrics["gold"]
+    cells = [f"{label} {predicted[label]} ({gold[label]})" for label in predicted if label != "unparsed"]
+    return " ".join(cells + ([f"? {predicted['unparsed']}"] if predicted["unparsed"] else []))
+
+
 def _consistency(entry: dict[str, Any] | None) -> str:
     if not entry:
         return "-"
-    return f"{entry['value']:.1%} ({entry['consistent']}/{entry['both_parsed']} pairs)"
+    return f"{entry['value']:.1%} ({entry['consistent']}/{entry['all_parsed']})"
 
 
 @config_command(EvaluateConfig, name="evaluate", epilog=EXAMPLES)
@@ -57,22 +70,25 @@ def evaluate(cfg: EvaluateConfig) -> None:
         out = run_evaluate(cfg, on_status=lambda line: console.print(line), progress=progress)
     results = json.loads(results_path(out).read_text())
     table = Table(title=f"fem evaluate {results['model']} ({results['split']}) -> {out}")
-    columns = ["task", "protocol", "n", "accuracy [95% CI]", "acc_norm", "ECE", "Brier", "parse failures", "mean tokens"]
-    swapped = any("position_consistency" in summary["metrics"] for summary in results["tasks"].values())
-    columns += ["position consistency"] if swapped else []
+    columns = ["task", "protocol", "n", "accuracy [95% CI]", "constant baseline", "accuracy - constant [95% CI]",
+               "answers (gold)", "acc_norm", "ECE", "Brier", "parse failures", "mean tokens"]
+    rotated = any("circular_accuracy" in summary["metrics"] for summary in results["tasks"].values())
+    columns += ["rotations", "circular accuracy [95% CI]", "content consistency"] if rotated else []
     for column in (*columns, "seconds"):
         table.add_column(column, justify="left" if column in ("task", "protocol") else "right")
     subject_tables = []
     for task, summary in results["tasks"].items():
         metrics = summary["metrics"]
         calibration = metrics.get("calibration", {})
-        consistency = metrics.get("position_consistency")
+        circular = [str(summary.get("rotations", 1)), format_accuracy(metrics["circular_accuracy"]),
+                    _consistency(metrics.get("content_consistency"))] if "circular_accuracy" in metrics else ["1", "-", "-"]
         table.add_row(
             task, results["protocol"], str(summary["questions"]), format_accuracy(metrics["accuracy"]),
+            f"{metrics['constant_baseline']:.1%}", _signed(metrics["gain_over_constant"]), _distribution(metrics),
             format_accuracy(metrics["acc_norm"]) if "acc_norm" in metrics else "-",
             _optional(calibration.get("ece"), ".3f"), _optional(calibration.get("brier"), ".3f"),
             _optional(metrics.get("parse_failure_rate"), ".1%"), _optional(metrics.get("mean_rationale_tokens"), ".1f"),
-            *([_consistency(consistency)] if swapped else []),
+            *(circular if rotated else []),
             f"{summary['wall_seconds']:.1f}",
         )
         if "subjects" in metrics:

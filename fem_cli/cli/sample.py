@@ -18,6 +18,8 @@ EXAMPLES = """Examples:
   fem sample --model smollm2 --task arc_easy --split train --limit 32 --sampler pps --num-samples 4 --out samples.jsonl
 
   fem sample --model qwen --task arc_challenge --sampler star --backend vllm --shard 0/4 --out samples-0.jsonl
+
+  fem sample --model smollm2 --task arith --limit 24 --sampler pps --permute-choices --verify --out samples.jsonl
 """
 
 
@@ -42,12 +44,16 @@ def sample(cfg: SampleConfig) -> None:
         out = run_sample(cfg, on_status=lambda line: console.print(line), progress=progress)
     summary = json.loads(summary_path(out).read_text())
     table = Table(title=f"fem sample -> {out}")
-    for column in ("sampler/stage", "questions", "solved", "samples", "accepted", "accept rate", "mean tokens", "tok/s", "seconds"):
+    verified = summary.get("verify", False)
+    columns = ("sampler/stage", "questions", "solved", "samples", "accepted", "accept rate",
+               *(("verified",) if verified else ()), "mean tokens", "tok/s", "seconds")
+    for column in columns:
         table.add_column(column, justify="right" if column != "sampler/stage" else "left")
     for name, stats in summary["stages"].items():
         table.add_row(
             name, str(stats["questions"]), str(stats["questions_with_correct"]), str(stats["samples"]),
-            str(stats["accepted"]), f"{stats['acceptance_rate']:.1%}", f"{stats['mean_rationale_tokens']:.1f}",
-            f"{stats['tokens_per_second']:.1f}", f"{stats['wall_seconds']:.1f}",
+            str(stats["accepted"]), f"{stats['acceptance_rate']:.1%}",
+            *((f"{stats['verified']} ({stats['verified_share']:.0%} of accepted)",) if verified else ()),
+            f"{stats['mean_rationale_tokens']:.1f}", f"{stats['tokens_per_second']:.1f}", f"{stats['wall_seconds']:.1f}",
         )
     Console().print(table)

@@ -3,9 +3,9 @@
   generative  the training prompt, a rationale and a final `Answer: X` (greedy or majority vote)
   loglik      lm-evaluation-harness's multiple-choice log-likelihood protocol (acc, acc_norm)
 
-Modules: `config` (options), `generative` and `loglik` (the protocols), `label_probs` (generative
-confidence: label probabilities at the answer position), `metrics` (accuracy, bootstrap interval,
-majority vote, per-subject averages, ECE and Brier, position consistency), `reliability` (the
+Modules: `config` (options), `generative` and `loglik` (the protocols), `circular` (the
+answer distribution, the constant baseline, circular evaluation), `metrics` (accuracy, bootstrap interval,
+majority vote, per-subject averages, ECE and Brier, circular summaries), `reliability` (the
 reliability diagram PNG), `run` (tasks in, results folder out).
 
     from fem_cli.evaluation import EvaluateConfig, run_evaluate

@@ -34,7 +34,8 @@ class EvaluateConfig(BackendSettings, QuestionSource):
     max_new_tokens: int = option(256, "generative: most tokens per answer.")
     bootstrap_resamples: int = option(1000, "Resamples of the 95 % percentile bootstrap interval of accuracy.")
     out: str = option("eval", "Output folder: results.json and one <task>.jsonl of per-question records.")
-    swap_augment: bool = option(False, "Two-choice (judge) tasks: evaluate each pair in both orders (ids <id>~swap) and report position consistency.")
+    rotations: int = option(1, "Circular evaluation: ask every question in K rotations of its choices (labels stay, contents move; ids <id>~rot<r>; a question with fewer choices in all of its own) and report circular accuracy and content consistency.")
+    swap_augment: bool = option(False, "Two-choice (judge) tasks: circular evaluation with K = 2, each pair in both orders (ids <id>~swap).")
     prompt_style: str = option("auto", "generative: prompt style, choice or judge; auto: each task's own (files: choice).")
     prompt: PromptTemplate = option(PromptTemplate(), "generative: prompt template, as in training (recipe only).")
     on_long: str = option("skip", "A question whose prompt (+ max_new_tokens) exceeds the model's maximum length: skip (warn, and count it in results.json) or error.")
@@ -67,7 +68,9 @@ class EvaluateConfig(BackendSettings, QuestionSource):
             raise ValueError("num_samples > 1 needs temperature > 0: greedy samples are all the same answer")
         QuestionSource.__post_init__(self)
         BackendSettings.__post_init__(self)
-        for name in ("max_new_tokens", "bootstrap_resamples"):
+        if self.swap_augment and self.rotations not in (1, 2):
+            raise ValueError(f"--swap-augment is --rotations 2; it cannot go with --rotations {self.rotations}")
+        for name in ("max_new_tokens", "bootstrap_resamples", "rotations"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
@@ -75,6 +78,11 @@ class EvaluateConfig(BackendSettings, QuestionSource):
     @property
     def tasks(self) -> list[str]:
         return [name.strip() for name in self.task.split(",") if name.strip()]
+
+    @property
+    def circular_rotations(self) -> int:
+        """K of circular evaluation (1: each question once, as given)."""
+        return 2 if self.swap_augment else self.rotations
 
     @property
     def sampling_temperature(self) -> float:

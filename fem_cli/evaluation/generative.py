@@ -4,8 +4,8 @@ Each question is put with the training prompt (`build_messages(q, template, hint
 task's prompt style), answered greedily once or sampled k times with a majority vote over the
 parsed answers (`read_answer`; each record says how every answer was read: label or content). A question whose answers all fail to parse is wrong, with
 confidence 0. Confidence is the normalized probability of the predicted label at the answer
-position (`label_probs`, hf backend; averaged over the samples that voted for it), else the vote
-share (vLLM).
+position (averaged over the samples that voted for it) where the backend declares the
+`label_probs` capability (hf and vLLM do), else the vote share.
 
     fem evaluate --model runs/it2/ckpt --task arc_challenge --num-samples 5 --out eval/it2
 """
@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from pydantic import BaseModel, ConfigDict
 
 from fem_cli.answers import read_answer
-from fem_cli.backends.base import GenerationBackend, GenerationRequest, SamplingSettings
+from fem_cli.backends.base import LABEL_PROBS, GenerationBackend, GenerationRequest, LabelQuery, SamplingSettings
 from fem_cli.checkpoint import Checkpoint, batch_key
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, majority_vote, subject_breakdown
@@ -53,7 +53,6 @@ class GenerativeEvaluator:
         seed: int,
         resamples: int,
         styles: Mapping[str, str] | None = None,
-        batch_size: int = 8,
         checkpoint_every: int = 0,
     ) -> None:
         self.backend = backend
@@ -68,14 +67,9 @@ class GenerativeEvaluator:
         self.seed = seed
         self.resamples = resamples
         self.styles = dict(styles or {})  # task -> prompt style (default: choice)
-        self.label_scorer: Optional[Any] = None
-        model = getattr(backend, "model", None)
-        if model is not None:  # the hf backend: its model can read label probabilities
-            from fem_cli.evaluation.label_probs import LabelProbabilityScorer  # lazy: imports torch
-
-            self.label_scorer = LabelProbabilityScorer(model, backend.tokenizer, batch_size)  # type: ignore[attr-defined]
+        self.label_probs = LABEL_PROBS in backend.capabilities
         # Which confidence the records carry (results.json says it with the calibration).
-        self.confidence_source = LABEL_PROBABILITY if self.label_scorer is not None else VOTE_SHARE
+        self.confidence_source = LABEL_PROBABILITY if self.label_probs else VOTE_SHARE
         self.settings: dict[str, Any] = {
             "engine": backend.name,
             "num_samples": settings.n,
@@ -90,8 +84,8 @@ class GenerativeEvaluator:
         settings = SamplingSettings(n=cfg.num_samples, temperature=cfg.sampling_temperature, max_new_tokens=cfg.max_new_tokens)
         tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
         evaluator = cls(
-            backend, tokenizer, settings, cfg.prompt, cfg.seed, cfg.bootstrap_resamples, styles, cfg.batch_size,
-            cfg.checkpoint_every,
+            backend, tokenizer, settings, cfg.prompt, cfg.seed, cfg.bootstrap_resamples, styles,
+            checkpoint_every=cfg.checkpoint_every,
         )
         evaluator.settings["dtype"] = {"resolved": dtype, "why": dtype_why}
         return evaluator
@@ -135,7 +129,7 @@ class GenerativeEvaluator:
         report = (lambda done, _tokens: on_progress(done)) if on_progress else None
         completions = self.backend.generate(requests, self.sampling, on_progress=report)
         prompts = [render(self.tokenizer, prompt) for prompt in messages]
-        distributions = self._label_distributions(questions, prompts, completions)
+        distributions = self._label_distributions(questions, messages, completions)
         evaluated = []
         for question, prompt, samples, sample_probs in zip(questions, prompts, completions, distributions):
             answers = [read_answer(sample.text, question.labels, question.choices) for sample in samples]
@@ -146,7 +140,7 @@ class GenerativeEvaluator:
                 label_probs, confidence = None, 0.0
             elif label_probs is not None:
                 confidence = label_probs[question.labels.index(prediction)]
-            else:  # vLLM, or labels sharing a first token: the vote share is all there is
+            else:  # no label probabilities, or labels sharing a first token: the vote share is all there is
                 confidence = share
             record = EvalRecord(
                 task=task, question_id=question.id, protocol="generative",
@@ -160,18 +154,18 @@ class GenerativeEvaluator:
         return evaluated
 
     def _label_distributions(
-        self, questions: Sequence[Question], prompts: Sequence[str], completions: Sequence[Sequence[Any]]
+        self, questions: Sequence[Question], messages: Sequence[Sequence[Any]], completions: Sequence[Sequence[Any]]
     ) -> list[list[Optional[list[float]]]]:
         """Per question, per sample: the label distribution at its answer position (None each
-        without a scorer)."""
-        if self.label_scorer is None:
+        where the backend cannot read label probabilities)."""
+        if not self.label_probs:
             return [[None] * len(samples) for samples in completions]
-        items = [
-            (prompt, sample.text, question.labels)
-            for question, prompt, samples in zip(questions, prompts, completions)
+        queries = [
+            LabelQuery(prompt, sample.text, question.labels)
+            for question, prompt, samples in zip(questions, messages, completions)
             for sample in samples
         ]
-        flat = iter(self.label_scorer.score(items))
+        flat = iter(self.backend.label_probabilities(queries))
         return [[next(flat) for _ in samples] for samples in completions]
 
     def summarize(self, records: Sequence[EvalRecord], token_counts: Sequence[int]) -> dict[str, Any]:

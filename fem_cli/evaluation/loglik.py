@@ -38,6 +38,9 @@ from fem_cli.records import EvalRecord, Question
 from fem_cli.tasks import loglik_format
 from fem_cli.tasks.loglik_formats import ChoiceRequest
 
+# The loglik protocol's confidence: the softmax over the choices' log-likelihoods.
+CHOICE_SOFTMAX = "choice_softmax"
+
 
 def choice_request(task: str, question: Question) -> ChoiceRequest:
     """`question` in its task's loglik format (a task's own, see `TaskSpec.loglik_format`)."""
@@ -189,6 +192,7 @@ def predictions(logliks: Sequence[float], choices: Sequence[str]) -> tuple[int, 
 class LoglikEvaluator:
     """Scores tasks with the loglik protocol and summarizes acc and acc_norm."""
 
+    confidence_source = CHOICE_SOFTMAX
     # Nothing is generated: the context and the longest choice must fit.
     max_new_tokens = 0
 

@@ -1,5 +1,6 @@
 """Scores of an evaluation: accuracy with a bootstrap interval, majority vote, per-subject averages,
-calibration (ECE, Brier, reliability bins) and a judge's position consistency.
+calibration (ECE, Brier, reliability bins), the answer distribution against the best constant
+answer, and circular evaluation (every question in K rotations of its choices).
 
 Pure functions over plain lists, shared by both protocols and easy to check by hand.
 
@@ -9,6 +10,7 @@ Pure functions over plain lists, shared by both protocols and easy to check by h
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, defaultdict
 from typing import Any, Optional, Sequence
 
@@ -45,8 +47,10 @@ def accuracy_summary(correct: Sequence[bool], seed: int, resamples: int = BOOTST
     return {"value": accuracy(correct), "ci_low": low, "ci_high": high, "n": len(correct)}
 
 
-def format_accuracy(summary: dict[str, Any]) -> str:
-    """An `accuracy_summary` as shown in tables: `41.0% [36.2%, 45.9%]`."""
+def format_accuracy(summary: dict[str, Any] | None) -> str:
+    """An `accuracy_summary` as shown in tables: `41.0% [36.2%, 45.9%]` (empty where there is none)."""
+    if not summary:
+        return ""
     return f"{summary['value']:.1%} [{summary['ci_low']:.1%}, {summary['ci_high']:.1%}]"
 
 
@@ -84,21 +88,67 @@ def subject_breakdown(correct: Sequence[bool], subjects: Sequence[Optional[str]]
     }
 
 
-def position_consistency(pairs: Sequence[tuple[Optional[int], Optional[int]]]) -> dict[str, Any]:
-    """Position bias of a judge over pairs shown in both orders. Each pair holds the position
-    (0 = first shown) of the verdict in the original and in the swapped order, None if unparsed.
-    Both verdicts pick the same underlying response when the positions differ (the order was
-    reversed). `value` = consistent / pairs where both verdicts parse (0 when none do);
-    `first_position_rate` = share of parsed verdicts that chose whichever response came first."""
-    both = [(first, second) for first, second in pairs if first is not None and second is not None]
-    consistent = sum(first != second for first, second in both)
-    positions = [position for pair in pairs for position in pair if position is not None]
+def label_counts(values: Sequence[Optional[str]], labels: Sequence[str]) -> dict[str, int]:
+    """How often each label occurs in `values` (every label listed, in order), plus `unparsed`
+    for None: the distribution a label prior shows up in."""
+    counts = Counter(values)
+    ordered = list(dict.fromkeys([*labels, *sorted(v for v in counts if v is not None)]))
+    return {**{label: counts[label] for label in ordered}, "unparsed": counts[None]}
+
+
+def constant_baseline(golds: Sequence[str]) -> float:
+    """The best accuracy any single constant answer gets: the largest share of one gold label."""
+    return max(Counter(golds).values()) / len(golds) if golds else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """One answer to one presentation (rotation) of a question."""
+
+    correct: bool
+    gold: str
+    content: Optional[int]  # original index of the chosen choice; None when unparsed
+
+
+def gain_over_constant(groups: Sequence[Sequence[Answer]], seed: int, resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, Any]:
+    """accuracy - constant baseline, with a percentile bootstrap interval that resamples questions
+    (all presentations of a question together) and recomputes both terms on each resample."""
+    if not groups:
+        return {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 0}
+
+    def gain(chosen: Sequence[Sequence[Answer]]) -> float:
+        answers = [answer for group in chosen for answer in group]
+        return accuracy([a.correct for a in answers]) - constant_baseline([a.gold for a in answers])
+
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(groups), size=(resamples, len(groups)))
+    values = [gain([groups[i] for i in row]) for row in draws]
+    tail = (1 - CONFIDENCE_LEVEL) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return {"value": gain(groups), "ci_low": float(low), "ci_high": float(high), "n": len(groups)}
+
+
+def circular_summary(groups: Sequence[Sequence[Answer]], seed: int, resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, Any]:
+    """Circular evaluation over questions each asked in K rotations (MMBench's CircularEval; a
+    question with fewer choices in as many as it has): `circular_accuracy` (correct in every
+    rotation, with its bootstrap interval over questions), `mean_accuracy` (over all rotations),
+    `per_rotation` accuracy (over the questions that have that rotation), and
+    `content_consistency`: among questions whose answers all parse, the share that chose the same
+    content every time."""
+    k = max((len(group) for group in groups), default=0)
+    parsed = [group for group in groups if all(a.content is not None for a in group)]
+    consistent = sum(len({a.content for a in group}) == 1 for group in parsed)
     return {
-        "value": consistent / len(both) if both else 0.0,
-        "pairs": len(pairs),
-        "both_parsed": len(both),
-        "consistent": consistent,
-        "first_position_rate": positions.count(0) / len(positions) if positions else 0.0,
+        "rotations": k,
+        "circular_accuracy": accuracy_summary([all(a.correct for a in group) for group in groups], seed, resamples),
+        "mean_accuracy": accuracy([a.correct for group in groups for a in group]),
+        "per_rotation": [accuracy([group[r].correct for group in groups if len(group) > r]) for r in range(k)],
+        "content_consistency": {
+            "value": consistent / len(parsed) if parsed else 0.0,
+            "questions": len(groups),
+            "all_parsed": len(parsed),
+            "consistent": consistent,
+        },
     }
 
 

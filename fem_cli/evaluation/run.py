@@ -4,15 +4,16 @@
       <task>.jsonl            one EvalRecord per question (prompt, outputs, answers, prediction, gold, ...)
       <task>.reliability.png  the task's reliability diagram (accuracy against confidence, 15 bins)
       results.json            metrics per task with 95 % bootstrap intervals, calibration (ECE, Brier),
-                              position consistency under --swap-augment, counts, timings, provenance;
-                              written last, so a folder without it is an unfinished run
+                              the answer and gold distributions, the constant baseline, circular
+                              accuracy and content consistency under --rotations K (--swap-augment:
+                              K = 2), counts, timings, provenance; written last, so a folder without
+                              it is an unfinished run
 
     run_evaluate(EvaluateConfig(model="smollm2", task="arc_easy", limit=50, out="eval/base"))
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
@@ -21,7 +22,8 @@ from fem_cli.checkpoint import Checkpoint, fingerprint
 from fem_cli.errors import FemError
 from fem_cli.evaluation.config import EvaluateConfig, task_file_stem
 from fem_cli.evaluation.generative import VOTE_SHARE, GenerativeEvaluator
-from fem_cli.evaluation.metrics import calibration_summary, position_consistency, softmax
+from fem_cli.evaluation.circular import LOGLIK_NO_OP, loglik_rotation_is_no_op, present, prior_metrics
+from fem_cli.evaluation.metrics import calibration_summary, softmax
 from fem_cli.evaluation.reliability import write_reliability_diagram
 from fem_cli.jsonl import write_json, write_jsonl
 from fem_cli.lengths import split_too_long
@@ -31,16 +33,15 @@ from fem_cli.provenance import provenance
 from fem_cli.records import EvalRecord, Question
 from fem_cli.runs import results_path
 from fem_cli.tasks import LoadedQuestions, task_prompt_style
-from fem_cli.tasks.swap import swap_augment, verdict_positions
-
-# The loglik protocol's confidence: the softmax over the choices' log-likelihoods.
-CHOICE_SOFTMAX = "choice_softmax"
+from fem_cli.tasks.swap import check_two_choices
 
 
 class Evaluator(Protocol):
     settings: dict[str, Any]
     max_length: int | None  # most tokens a question may take (None: the model does not say)
     max_new_tokens: int
+    # Which confidence the records carry (results.json says it with the calibration).
+    confidence_source: str
 
     def prompt_tokens(self, task: str) -> Callable[[Question], int]: ...
 
@@ -88,13 +89,19 @@ def run_evaluate(
     check_writable(out, kind="folder")
     # Every task is read before the model loads, so bad data fails in a second, not after minutes.
     loaded: list[LoadedQuestions] = [cfg.load(name) for name in cfg.tasks]
-    if cfg.swap_augment:  # --limit counts pairs: both orders of each of the first N
-        loaded = [dataclasses.replace(task, questions=swap_augment(task.questions)) for task in loaded]
+    k = cfg.circular_rotations
+    if cfg.swap_augment:
+        for task in loaded:
+            for question in task.questions:
+                check_two_choices(question)
+    # Where a rotation cannot change a loglik score, each question is scored once (and results.json says so).
+    no_op = {task.task: k > 1 and cfg.protocol == "loglik" and loglik_rotation_is_no_op(name, task.questions)
+             for name, task in zip(cfg.tasks, loaded)}
     styles = {task.task: task_prompt_style(name, cfg.prompt_style) for name, task in zip(cfg.tasks, loaded)}
     for task in loaded:
-        pairs = " (each pair in both orders)" if cfg.swap_augment else ""
+        turns = f" (each in {k} rotations of its choices)" if k > 1 and not no_op[task.task] else ""
         style = f"; prompt style {styles[task.task]}" if cfg.protocol == "generative" else ""
-        on_status(f"{task.task}: {len(task.questions)} questions{pairs} from {task.source}{style}")
+        on_status(f"{task.task}: {len(task.questions)} questions{turns} from {task.source}{style}")
     model = resolve_model(cfg.model)
     # A results.json left by an earlier run in this folder would mark this one finished too early.
     results_path(out).unlink(missing_ok=True)
@@ -105,26 +112,34 @@ def run_evaluate(
     )
     if isinstance(evaluator, GenerativeEvaluator):  # loglik is one forward pass per batch: nothing to save
         evaluator.checkpoint = checkpoint
-    confidence_source = getattr(evaluator, "confidence_source", CHOICE_SOFTMAX)
     on_status(f"protocol: {cfg.protocol} on {evaluator.settings['engine']}; model: {cfg.model} -> {model.path}")
     started = time.perf_counter()
     tasks: dict[str, Any] = {}
     try:
         for name, task in zip(cfg.tasks, loaded):
             task_started = time.perf_counter()
-            questions, skipped = split_too_long(
-                task.questions, evaluator.prompt_tokens(task.task), evaluator.max_length,
-                evaluator.max_new_tokens, cfg.on_long, warn=on_status,
+            rotations = 1 if no_op[task.task] else k
+            prompt_tokens = evaluator.prompt_tokens(task.task)
+            kept, skipped = split_too_long(
+                task.questions,
+                # Every rotation must fit: circular accuracy needs all K answers of a question.
+                lambda question: max(prompt_tokens(p.question) for p in present([question], rotations)),
+                evaluator.max_length, evaluator.max_new_tokens, cfg.on_long, warn=on_status,
             )
-            if not questions:
+            if not kept:
                 raise FemError(f"{task.task}: every question is too long for the model's maximum length of {evaluator.max_length} tokens")
+            # --limit counts questions: all K rotations of each of the first N.
+            shown = present(kept, rotations)
+            questions = [p.question for p in shown]
             total = len(questions)
             report = (lambda done, task_name=task.task, total=total: progress(task_name, done, total)) if progress else None
             records, metrics = evaluator.evaluate(task.task, questions, report)
-            metrics.update(calibration_metrics(records, questions, confidence_source))
-            if cfg.swap_augment:
-                predictions = {record.question_id: record.prediction for record in records}
-                metrics["position_consistency"] = position_consistency(verdict_positions(questions, predictions))
+            if k > 1:
+                records = [r.model_copy(update={"choice_order": p.order}) for r, p in zip(records, shown)]
+            metrics.update(calibration_metrics(records, questions, evaluator.confidence_source))
+            metrics.update(prior_metrics(records, shown, cfg.seed, cfg.bootstrap_resamples))
+            if no_op[task.task]:
+                metrics.update({"rotations": k, "rotation_no_op": LOGLIK_NO_OP, "circular_accuracy": metrics["accuracy"]})
             file_name = f"{task_file_stem(name)}.jsonl"
             write_jsonl(out / file_name, records)
             diagram = write_reliability_diagram(
@@ -137,6 +152,7 @@ def run_evaluate(
                 "questions": total,
                 "skipped_too_long": len(skipped),
                 "skipped_too_long_questions": skipped,
+                "rotations": 1 if no_op[task.task] else k,
                 "wall_seconds": round(time.perf_counter() - task_started, 3),
                 "metrics": metrics,
             }

@@ -23,6 +23,8 @@ class IterationFigures:
     # task -> the rest of that task's metrics (parse failures, calibration, ...)
     metrics: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     acceptance_rate: float | None = None
+    # Share of the accepted samples whose answer stands without the hint (`fem sample --verify`).
+    verified_share: float | None = None
     mean_rationale_tokens: float | None = None
     samples: int | None = None
     kept: int | None = None
@@ -62,6 +64,9 @@ def collect_run(run_dir: Path) -> list[IterationFigures]:
             drawn = sum(s["samples"] for s in stages)
             figures.samples = drawn
             figures.acceptance_rate = sum(s["accepted"] for s in stages) / drawn if drawn else 0.0
+            accepted = sum(s["accepted"] for s in stages)
+            if accepted and all("verified" in s for s in stages):
+                figures.verified_share = sum(s["verified"] for s in stages) / accepted
             figures.mean_rationale_tokens = (
                 sum(s["mean_rationale_tokens"] * s["samples"] for s in stages) / drawn if drawn else 0.0
             )

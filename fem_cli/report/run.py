@@ -18,7 +18,7 @@ from fem_cli.report.collect import IterationFigures, collect_run, read_run
 from fem_cli.report.compare import Comparison, compare_runs
 from fem_cli.report.compare_plots import plot_groups
 from fem_cli.report.compare_tables import comparison_json, comparison_sections
-from fem_cli.report.plots import plot_runs
+from fem_cli.report.plots import plot_prediction_distribution, plot_runs
 from fem_cli.report.tables import markdown_table
 
 
@@ -57,6 +57,7 @@ def run_report(cfg: ReportConfig) -> tuple[Path, dict[str, list[IterationFigures
     # Compared before anything is written: runs that cannot be compared leave no half report.
     comparison = compare_runs(list(map(Path, cfg.runs)), cfg.seed, cfg.resamples) if len(cfg.runs) > 1 else None
     pngs = plot_runs(runs, out)
+    pngs += [png for name, iterations in runs.items() if (png := plot_prediction_distribution(name, iterations, out))]
     sections = ["# fem report", ""]
     if comparison:
         sections += comparison_sections(comparison)

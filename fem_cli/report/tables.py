@@ -22,29 +22,41 @@ def calibration_error(figures: IterationFigures, task: str) -> float | None:
     return figures.metrics.get(task, {}).get("calibration", {}).get("ece")
 
 
-def _task_columns(f: IterationFigures, task: str, with_ece: bool) -> list[str]:
-    entry = f.accuracy.get(task)
-    cells = [format_accuracy(entry) if entry else ""]
-    if with_ece:
-        ece = calibration_error(f, task)
-        cells.append("" if ece is None else f"{ece:.3f}")
-    return cells
+def constant_baseline(figures: IterationFigures, task: str) -> float | None:
+    """The best accuracy of one constant answer on the evaluated questions (None: an evaluation
+    written before fem reported it)."""
+    return figures.metrics.get(task, {}).get("constant_baseline")
+
+
+def circular_accuracy(figures: IterationFigures, task: str) -> dict[str, float] | None:
+    """Correct in every rotation of the choices (None: not evaluated with rotations)."""
+    return figures.metrics.get(task, {}).get("circular_accuracy")
+
+
+# (column title, cell of one task at one iteration, is the column shown for this task's figures)
+_TASK_COLUMNS = (
+    ("accuracy [95% CI]", lambda f, t: format_accuracy(f.accuracy.get(t)), lambda fs, t: True),
+    ("constant baseline", lambda f, t: _percent(constant_baseline(f, t)),
+     lambda fs, t: any(constant_baseline(f, t) is not None for f in fs)),
+    ("circular accuracy [95% CI]", lambda f, t: format_accuracy(circular_accuracy(f, t)),
+     lambda fs, t: any(circular_accuracy(f, t) is not None for f in fs)),
+    ("ECE", lambda f, t: "" if calibration_error(f, t) is None else f"{calibration_error(f, t):.3f}",
+     lambda fs, t: any(calibration_error(f, t) is not None for f in fs)),
+)
 
 
 def rows(iterations: list[IterationFigures]) -> tuple[list[str], list[list[str]]]:
     tasks = eval_tasks(iterations)
-    with_ece = {task: any(calibration_error(f, task) is not None for f in iterations) for task in tasks}
-    task_header = [
-        column
-        for task in tasks
-        for column in (f"{task} accuracy [95% CI]", *([f"{task} ECE"] if with_ece[task] else []))
-    ]
-    header = ["iteration", *task_header, "acceptance", "mean rationale tokens", "kept"]
+    shown = [(task, title, cell) for task in tasks for title, cell, wanted in _TASK_COLUMNS if wanted(iterations, task)]
+    verified = any(f.verified_share is not None for f in iterations)
+    header = ["iteration", *(f"{task} {title}" for task, title, _ in shown), "acceptance",
+              *(["verified"] if verified else []), "mean rationale tokens", "kept"]
     body = [
         [
             str(f.iteration),
-            *(cell for task in tasks for cell in _task_columns(f, task, with_ece[task])),
+            *(cell(f, task) for task, _, cell in shown),
             _percent(f.acceptance_rate),
+            *([_percent(f.verified_share)] if verified else []),
             "" if f.mean_rationale_tokens is None else f"{f.mean_rationale_tokens:.1f}",
             "" if f.kept is None else str(f.kept),
         ]

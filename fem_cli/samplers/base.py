@@ -2,7 +2,9 @@
 
 A sampler is a proposal q(z | x, y*): it decides which prompts (hinted or not) to draw from and
 how many times. `Proposal.draw` turns questions into scored `Sample` records; rewards use the same
-answer extraction as `fem filter` and `fem evaluate`.
+answer extraction as `fem filter` and `fem evaluate`. With `permute_choices`, every draw shows its
+question's choices in its own seeded order (labels in place, contents moved, the gold following its
+content), so hinted golds spread over all labels and training cannot reward one favourite label.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import time
 from typing import Callable, Sequence
 
 from fem_cli.answers import reward
-from fem_cli.checkpoint import Checkpoint, batch_key
 from fem_cli.backends.base import GenerationBackend, GenerationRequest, SamplingSettings
+from fem_cli.checkpoint import Checkpoint, batch_key
 from fem_cli.prompts import PromptTemplate, build_messages, hint_text
 from fem_cli.records import GenerationSettings, Question, Sample
 from fem_cli.seeding import derive_seed
+from fem_cli.tasks.rotation import permuted, random_order
 
 
 @dataclasses.dataclass
@@ -70,7 +73,20 @@ class Proposal:
     # Questions per batch saved to `checkpoint` (0: one batch), so a rerun resumes after the last.
     checkpoint_every: int = 0
     checkpoint: Checkpoint | None = None
+    # Each draw sees the choices in its own seeded order (see the module docstring).
+    permute_choices: bool = False
     stats: dict[str, StageStats] = dataclasses.field(default_factory=dict)
+
+    def _shown(self, question: Question, stage: str, n: int, offset: int) -> list[tuple[int, Question, list[int] | None]]:
+        """(first sample index, question as shown, its choice order) per request: one request of
+        n draws in the question's order, or one request per draw in that draw's seeded order."""
+        if not self.permute_choices:
+            return [(offset, question, None)]
+        shown = []
+        for index in range(offset, offset + n):
+            order = random_order(len(question.choices), derive_seed(self.seed, question.id, stage, index, "choice-order"))
+            shown.append((index, permuted(question, order), order))
+        return shown
 
     def draw(self, questions: Sequence[Question], stage: str, n: int, offset: int = 0) -> dict[str, list[Sample]]:
         """n samples for each question, from the hinted prompt unless stage == "self"; `offset`
@@ -101,15 +117,17 @@ class Proposal:
         self, questions: Sequence[Question], stage: str, n: int, offset: int, done_before: int, total: int, tokens_before: int
     ) -> list[Sample]:
         hinted = stage != "self"
+        per_request = 1 if self.permute_choices else n
+        shown = [(question, *view) for question in questions for view in self._shown(question, stage, n, offset)]
         requests = [
             GenerationRequest(
-                messages=build_messages(q, self.template, hint=hinted, style=self.style),
-                seed=derive_seed(self.seed, q.id, stage, offset),
+                messages=build_messages(view, self.template, hint=hinted, style=self.style),
+                seed=derive_seed(self.seed, question.id, stage, first),
             )
-            for q in questions
+            for question, first, view, _ in shown
         ]
         started = time.perf_counter()
-        settings = dataclasses.replace(self.settings, n=n)
+        settings = dataclasses.replace(self.settings, n=per_request)
         report = self.on_progress
         completions = self.backend.generate(
             requests, settings,
@@ -117,32 +135,33 @@ class Proposal:
         )
         self.stats.setdefault(stage, StageStats()).seconds += time.perf_counter() - started
         samples = []
-        for question, request, outputs in zip(questions, requests, completions):
-            train_prompt = build_messages(question, self.template, hint=False, style=self.style)
+        for (question, first, view, order), request, outputs in zip(shown, requests, completions):
+            train_prompt = build_messages(view, self.template, hint=False, style=self.style)
             for index, completion in enumerate(outputs):
-                answer, score = reward(completion.text, question.labels, question.choices, question.answer)
+                answer, score = reward(completion.text, view.labels, view.choices, view.answer)
                 samples.append(
                     Sample(
                         question_id=question.id,
                         sampler=self.sampler,
                         stage=stage,
                         hinted=hinted,
-                        sample_index=offset + index,
+                        sample_index=first + index,
                         prompt=list(request.messages),
                         train_prompt=train_prompt,
-                        hint=hint_text(question, self.template, self.style) if hinted else None,
+                        hint=hint_text(view, self.template, self.style) if hinted else None,
                         text=completion.text,
                         num_tokens=completion.num_tokens,
                         finish_reason=completion.finish_reason,
-                        labels=question.labels,
-                        choices=question.choices,
-                        gold=question.answer,
+                        labels=view.labels,
+                        choices=view.choices,
+                        gold=view.answer,
                         extracted=answer.label,
                         extraction=answer.extraction,
                         reward=score,
                         model=self.model,
                         generation=self.generation,
                         seed=request.seed,
+                        choice_order=order,
                     )
                 )
         return samples

@@ -1,12 +1,15 @@
-"""How sure a generative answer is: the model's probability of each label at the answer position.
+"""Which label a completion commits to: the model's probability of each label at the answer position.
 
+The `label_probs` capability of a backend (`base.LABEL_PROBS`): generative evaluation reads its
+confidence from it, and `fem sample --verify` reads a hinted rationale's answer without the hint.
 After a completion is generated, one forward pass reads the next-token distribution right where
 the label is written: after the completion's last `Answer:` marker (and any space, `**` or `(`
 the model wrote after it). Each label is scored by its first token as it would be written there
 (e.g. " B" after "Answer:", "B" after "Answer: **"; tokens all labels share, such as a lone
 space, join the context), and the probabilities are normalized over the question's labels. A completion without an `Answer:` marker is read after an appended
-"\nAnswer:" line (the format the prompt asked for). This needs the model's logits, so it runs on
-the transformers (hf) backend; on vLLM only the vote share is available.
+"\nAnswer:" line (the format the prompt asked for). `label_positions` says which token ids to read
+(shared by both backends, so they score the same ids); `LabelProbabilityScorer` reads them with
+one transformers forward pass (hf); vLLM reads them as prompt log-probabilities.
 
     scorer = LabelProbabilityScorer(backend.model, backend.tokenizer)
     scorer.score([(prompt_text, completion_text, ["A", "B"])])  # -> [[0.31, 0.69]]
@@ -42,6 +45,29 @@ def answer_context(completion: str) -> tuple[str, str]:
     return stripped, context[len(stripped):]
 
 
+def label_positions(tokenizer: Any, prompt: str, completion: str, labels: Sequence[str]) -> Optional[tuple[list[int], list[int]]]:
+    """(context token ids up to the label, each label's token id read right after them), or
+    None when no single token position tells the labels apart."""
+    context, space = answer_context(completion)
+    context_ids = prompt_token_ids(tokenizer, prompt + context)
+    continuations = []
+    for label in labels:
+        whole = prompt_token_ids(tokenizer, prompt + context + space + label)
+        if len(whole) > len(context_ids) and whole[: len(context_ids)] == context_ids:
+            continuations.append(whole[len(context_ids):])
+        else:  # the label merged into the context's last token: score its own tokens
+            continuations.append(tokenizer.encode(space + label, add_special_tokens=False))
+    # Tokens every label starts with (a lone space, the "1" of "10" and "11") are part of the
+    # context: the labels part where their tokens first differ.
+    shared = 0
+    while all(len(c) > shared + 1 for c in continuations) and len({c[shared] for c in continuations}) == 1:
+        shared += 1
+    firsts = [c[shared] if len(c) > shared else -1 for c in continuations]
+    if -1 in firsts or len(set(firsts)) != len(firsts):
+        return None
+    return context_ids + continuations[0][:shared], firsts
+
+
 class LabelProbabilityScorer:
     """Normalized label probabilities at the answer position, batched over completions."""
 
@@ -51,31 +77,11 @@ class LabelProbabilityScorer:
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
 
-    def _request(self, prompt: str, completion: str, labels: Sequence[str]) -> Optional[tuple[list[int], list[int]]]:
-        context, space = answer_context(completion)
-        context_ids = prompt_token_ids(self.tokenizer, prompt + context)
-        continuations = []
-        for label in labels:
-            whole = prompt_token_ids(self.tokenizer, prompt + context + space + label)
-            if len(whole) > len(context_ids) and whole[: len(context_ids)] == context_ids:
-                continuations.append(whole[len(context_ids):])
-            else:  # the label merged into the context's last token: score its own tokens
-                continuations.append(self.tokenizer.encode(space + label, add_special_tokens=False))
-        # Tokens every label starts with (a lone space, the "1" of "10" and "11") are part of the
-        # context: the labels part where their tokens first differ.
-        shared = 0
-        while all(len(c) > shared + 1 for c in continuations) and len({c[shared] for c in continuations}) == 1:
-            shared += 1
-        firsts = [c[shared] if len(c) > shared else -1 for c in continuations]
-        if -1 in firsts or len(set(firsts)) != len(firsts):
-            return None  # labels not told apart by one token at one position
-        return context_ids + continuations[0][:shared], firsts
-
     @torch.inference_mode()
     def score(self, items: Sequence[tuple[str, str, Sequence[str]]]) -> list[Optional[list[float]]]:
         """For each (rendered prompt, completion, labels): the label distribution, or None when no
         single token position tells the labels apart."""
-        requests = [self._request(prompt, completion, labels) for prompt, completion, labels in items]
+        requests = [label_positions(self.tokenizer, prompt, completion, labels) for prompt, completion, labels in items]
         results: list[Optional[list[float]]] = [None] * len(items)
         scored = [i for i, request in enumerate(requests) if request is not None]
         pad = self.tokenizer.pad_token_id
