@@ -101,7 +101,8 @@ def test_a_permuted_sample_is_consistent_in_its_own_order() -> None:
         shown = "\n".join(f"{label}. {choice}" for label, choice in zip(sample.labels, sample.choices))
         assert shown in sample.prompt[-1].content and shown in sample.train_prompt[-1].content
         assert f"The correct answer is {sample.gold}." in sample.prompt[-1].content
-        assert (sample.extracted, sample.reward) == reward(sample.text, sample.labels, sample.choices, sample.gold)
+        answer, score = reward(sample.text, sample.labels, sample.choices, sample.gold)
+        assert (sample.extracted, sample.extraction, sample.reward) == (answer.label, answer.extraction, score)
         assert sample.extracted == sample.gold and sample.hint == hint_text(
             original.model_copy(update={"choices": sample.choices, "answer": sample.gold}), PromptTemplate())
     assert len(orders) > 1
