@@ -80,7 +80,10 @@ def read_recipe(path: str | Path, _including: tuple[Path, ...] = ()) -> Recipe:
         return recipe
     if not isinstance(include, str):
         raise FemError(f"{recipe.lines[INCLUDE_KEY]}: {INCLUDE_KEY} must be a file name")
-    base = read_recipe(path.parent / include, _including + (path.resolve(),))
+    target = path.parent / include
+    if not target.is_file():  # named where the include is written, not as a recipe of its own
+        raise FemError(f"{recipe.lines[INCLUDE_KEY]}: {INCLUDE_KEY}: no such recipe file {target}")
+    base = read_recipe(target, _including + (path.resolve(),))
     return Recipe(_merge(base.values, recipe.values), {**base.lines, **recipe.lines})
 
 

@@ -115,12 +115,13 @@ def hinted_sample(text: str, hinted: bool = True) -> Sample:
     q = Question(id="h", question="Ann has 5 apples and finds 4 more. How many now?", choices=["4", "9", "7", "3"],
                  labels=["A", "B", "C", "D"], answer="B")
     template = PromptTemplate()
-    extracted, score = reward(text, q.labels, q.choices, q.answer)
+    answer, score = reward(text, q.labels, q.choices, q.answer)
     return Sample(
         question_id=q.id, sampler="pps" if hinted else "rs", stage="hinted" if hinted else "self", hinted=hinted,
         sample_index=0, prompt=build_messages(q, template, hint=hinted), train_prompt=build_messages(q, template),
         hint=hint_text(q, template) if hinted else None, text=text, num_tokens=20, finish_reason="stop",
-        labels=q.labels, choices=q.choices, gold=q.answer, extracted=extracted, reward=score, model="m",
+        labels=q.labels, choices=q.choices, gold=q.answer, extracted=answer.label,
+        extraction=answer.extraction, reward=score, model="m",
         generation=GenerationSettings(backend="hf", temperature=0.7, top_p=1.0, max_new_tokens=32, seed=0), seed=1,
     )
 
@@ -171,7 +172,7 @@ def test_sample_verify_permute_then_filter_require_verified(tiny_model: Path, tm
     samples = read_jsonl(samples_path, Sample)
     correct = [s for s in samples if s.reward]
     assert correct, "the tiny model should write some correct answer lines"
-    backend, _ = create_backend("hf", resolve_model(str(tiny_model)), BackendOptions(batch_size=4, threads=1))
+    backend, _ = create_backend("hf", resolve_model(str(tiny_model)), BackendOptions(batch_size=4))
     from fem_cli.backends.base import LabelQuery
 
     expected = backend.label_probabilities([LabelQuery(s.train_prompt, s.text, s.labels) for s in correct])
