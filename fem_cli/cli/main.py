@@ -54,4 +54,8 @@ app.add_typer(models.models_app, name="models")
 
 
 def main() -> None:
+    if os.environ.get(QUIET_INTERRUPT_ENV):
+        # A loop stage starts with SIGINT ignored (see fem_cli.loop.run.run_stage): from here on,
+        # Ctrl-C is handled, and reported by the loop.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     app()

@@ -102,7 +102,13 @@ def run_stage(stage: str, config_file: Path) -> int:
     too (from the terminal, or from here when only the loop was signalled) and is waited for, so
     it can drop its temporary files; one that does not stop within a minute is killed."""
     environment = {**os.environ, QUIET_INTERRUPT_ENV: "1"}
-    process = subprocess.Popen([sys.executable, "-m", "fem_cli", stage, "--config", str(config_file)], env=environment)
+    # The stage starts with SIGINT ignored and fem's entry point turns it back on: a Ctrl-C that
+    # lands while the interpreter is still importing would otherwise print a traceback there. One
+    # that is lost that way is sent again by `_stop`.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fem_cli", stage, "--config", str(config_file)], env=environment,
+        preexec_fn=_ignore_sigint if os.name == "posix" else None,
+    )
     try:
         return process.wait()
     except KeyboardInterrupt:
@@ -114,12 +120,16 @@ def run_stage(stage: str, config_file: Path) -> int:
         raise
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _stop(process: subprocess.Popen) -> None:
     try:  # a Ctrl-C from the terminal reached the stage too: let it stop on its own
         process.wait(timeout=STAGE_GRACE_SECONDS)
         return
     except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGINT)  # only the loop was signalled
+        process.send_signal(signal.SIGINT)  # only the loop was signalled, or the stage was starting
     try:
         process.wait(timeout=STAGE_STOP_SECONDS)
     except subprocess.TimeoutExpired:
