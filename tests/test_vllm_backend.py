@@ -61,7 +61,7 @@ def test_vllm_label_probabilities_follow_the_contract(vllm_backend, arc_question
 
     model = resolve_model("smollm2")
     reference = load_model(model, dtype="float32")
-    check_label_probabilities(vllm_backend, label_queries(arc_questions), reference, vllm_backend.tokenizer, tolerance=0.05)
+    check_label_probabilities(vllm_backend, label_queries(arc_questions[:4]), reference, vllm_backend.tokenizer, tolerance=0.05)
 
 
 def test_vllm_and_hf_agree_on_the_contract(vllm_backend, arc_questions):
