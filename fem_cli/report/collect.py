@@ -31,7 +31,8 @@ class IterationFigures:
     questions_with_kept: int | None = None
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A stage's JSON record, or None when the stage has not written it."""
     if not path.is_file():
         return None
     try:
@@ -41,7 +42,7 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
-    record = _read(run_file(run_dir))
+    record = read_json(run_file(run_dir))
     if record is None:
         raise FemError(f"{run_dir}: not a fem run folder (no {RUN_FILE})")
     return record
@@ -53,12 +54,12 @@ def collect_run(run_dir: Path) -> list[IterationFigures]:
     iterations = []
     for k in range(int(record["config"]["iterations"]) + 1):
         figures = IterationFigures(iteration=k)
-        results = _read(results_path(stage_output(run_dir, k, "evaluate")))
+        results = read_json(results_path(stage_output(run_dir, k, "evaluate")))
         if results:
             for task, entry in results["tasks"].items():
                 figures.accuracy[task] = entry["metrics"]["accuracy"]
                 figures.metrics[task] = entry["metrics"]
-        summary = _read(summary_path(stage_output(run_dir, k, "sample")))
+        summary = read_json(summary_path(stage_output(run_dir, k, "sample")))
         if summary:
             stages = summary["stages"].values()
             drawn = sum(s["samples"] for s in stages)
@@ -70,7 +71,7 @@ def collect_run(run_dir: Path) -> list[IterationFigures]:
             figures.mean_rationale_tokens = (
                 sum(s["mean_rationale_tokens"] * s["samples"] for s in stages) / drawn if drawn else 0.0
             )
-        stats = _read(stats_path(stage_output(run_dir, k, "filter")))
+        stats = read_json(stats_path(stage_output(run_dir, k, "filter")))
         if stats:
             figures.kept = stats["kept"]
             figures.questions_with_kept = stats["questions_with_kept"]

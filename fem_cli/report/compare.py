@@ -36,7 +36,7 @@ from typing import Any
 from fem_cli.errors import FemError
 from fem_cli.jsonl import iter_jsonl
 from fem_cli.records import EvalRecord
-from fem_cli.report.collect import IterationFigures, collect_run, read_run
+from fem_cli.report.collect import IterationFigures, collect_run, read_json, read_run
 from fem_cli.report.stats import BOOTSTRAP_RESAMPLES, SIGNIFICANCE_LEVEL, holm, mcnemar_exact, paired_bootstrap
 from fem_cli.runs import results_path, stage_output, stats_path, summary_path
 from fem_cli.tasks.swap import SWAP_SUFFIX
@@ -100,20 +100,11 @@ class PairedComparison:
         return self.p_holm < SIGNIFICANCE_LEVEL
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise FemError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
-
-
 def _outcomes(run_dir: Path, iterations: int) -> Outcomes:
     outcomes: Outcomes = {}
     for k in range(iterations + 1):
         eval_dir = stage_output(run_dir, k, "evaluate")
-        results = _read_json(results_path(eval_dir))
+        results = read_json(results_path(eval_dir))
         if not results:
             continue
         outcomes[k] = {
@@ -128,7 +119,7 @@ def _verified_share(run_dir: Path, iterations: int) -> dict[int, float]:
     shares = {}
     for k in range(1, iterations + 1):
         for path in (stats_path(stage_output(run_dir, k, "filter")), summary_path(stage_output(run_dir, k, "sample"))):
-            payload = _read_json(path)
+            payload = read_json(path)
             if payload and payload.get(VERIFIED_KEY) is not None:
                 shares[k] = float(payload[VERIFIED_KEY])
                 break
