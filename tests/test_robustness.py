@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from cli_helpers import assert_one_line_error, fem
 from conftest import make_questions
-from fem_cli.cli.main import app
 from fem_cli.errors import FemError
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.run import run_evaluate
@@ -24,19 +23,6 @@ from fem_cli.jsonl import atomic_write, read_jsonl, write_jsonl
 from fem_cli.records import Question, Sample
 from fem_cli.sample import SampleConfig, run_sample
 from fem_cli.tasks import load_questions
-
-runner = CliRunner()
-
-
-def fem(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, message: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    last = result.output.strip().splitlines()[-1]
-    assert last.startswith("error: ") and message in last, result.output
 
 
 def write_questions(path: Path, questions: list[dict], bom: bool = False) -> Path:

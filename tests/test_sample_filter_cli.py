@@ -6,25 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from fem_cli.cli.main import app
+from cli_helpers import assert_one_line_error, fem
 from fem_cli.jsonl import read_jsonl
 from fem_cli.records import Sample, TrainExample
-
-runner = CliRunner()
-
-
-def fem(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, message: str) -> None:
-    """Exit code 2, no traceback, and the error is the last line, whole."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    last = result.output.strip().splitlines()[-1]
-    assert last.startswith("error: ") and message in last, result.output
 
 
 def sample_args(model: Path, task: Path, out: Path, *extra: str) -> list[str]:
