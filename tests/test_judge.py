@@ -235,7 +235,8 @@ def test_label_probabilities_are_a_distribution(tiny_model: Path) -> None:
 
     torch.set_num_threads(1)
     tokenizer = load_tokenizer(str(tiny_model))
-    scorer = LabelProbabilityScorer(load_model(str(tiny_model)), tokenizer, batch_size=2)
+    model = load_model(str(tiny_model))
+    scorer = LabelProbabilityScorer(model, tokenizer, batch_size=2)
     prompt = render(tokenizer, build_messages(pair(), PromptTemplate(), style="judge"))
     completions = ["first we compare.\nAnswer: B", "Answer:A", "nothing", "the sun is a star", "Answer: 1"]
     labels = [["A", "B"], ["A", "B"], ["A", "B"], ["1", "2"], ["10", "11", "12"]]
@@ -243,8 +244,8 @@ def test_label_probabilities_are_a_distribution(tiny_model: Path) -> None:
     for distribution, label in zip(results, labels):
         assert distribution is not None and len(distribution) == len(label)
         assert all(0 <= p <= 1 for p in distribution) and math.isclose(sum(distribution), 1, abs_tol=1e-5)
-    # Batched (left-padded) equals one at a time.
-    single = LabelProbabilityScorer(scorer.model, tokenizer, batch_size=1).score([(prompt, completions[2], labels[2])])
+    # Batched (left-padded, the shared prefix encoded once) equals one at a time.
+    single = LabelProbabilityScorer(model, tokenizer, batch_size=1).score([(prompt, completions[2], labels[2])])
     assert single[0] == pytest.approx(results[2], abs=1e-5)
 
 

@@ -15,13 +15,12 @@ Our own decode loop over the model's KV cache rather than `model.generate`:
 
 from __future__ import annotations
 
-import inspect
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
-from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+from transformers.cache_utils import Cache, DynamicLayer
 
 from fem_cli import runtime
 from fem_cli.backends.base import (
@@ -34,12 +33,11 @@ from fem_cli.backends.base import (
     finish_text,
 )
 from fem_cli.backends.label_probs import LabelProbabilityScorer
+from fem_cli.backends.prefix import LayerKV, PrefixEncoder
 from fem_cli.lengths import model_max_length
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer
 from fem_cli.prompts import prompt_token_ids, render
 from fem_cli.seeding import derive_seed
-
-LayerKV = tuple[torch.Tensor, torch.Tensor]
 
 # Masked columns that every live row skips (left behind by finished rows) are dropped from the
 # cache once there are this many: attention reads every column, masked or not.
@@ -212,12 +210,7 @@ class HFBackend:
         self.num_layers = self.model.config.get_text_config(decoder=True).num_hidden_layers
         self.max_length = model_max_length(self.model.config, self.tokenizer)
         self.eos_ids = self._end_of_turn_ids()
-        # Prefill needs the logits of the last position only; the rest would be a
-        # (prompt length x vocabulary) matrix per prompt, computed and thrown away.
-        forward_parameters = inspect.signature(self.model.forward).parameters
-        self.last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in forward_parameters else {}
-        # transformers 5.2x renamed `past_key_values` to `cache` (the old name goes in 5.40).
-        self.cache_argument = "cache" if "cache" in forward_parameters else "past_key_values"
+        self.encoder = PrefixEncoder(self.model, self.tokenizer.pad_token_id)
 
     def _end_of_turn_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -288,39 +281,11 @@ class HFBackend:
             )
         return results
 
-    def _forward(self, input_ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor, cache: Cache, **extra) -> torch.Tensor:
-        """Next-token logits of every row, as float32 on the CPU: sampling runs there with
-        per-sequence CPU generators, so draws are the same on any device."""
-        out = self.model(
-            input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-            position_ids=positions.to(self.device), use_cache=True, **{self.cache_argument: cache}, **extra,
-        )
-        return out.logits[:, -1, :].float().cpu()
-
-    @torch.inference_mode()
-    def _encode_context(self, context: list[int]) -> list[LayerKV]:
-        if not context:
-            return []
-        cache = DynamicCache()
-        ids = torch.tensor([context])
-        self._forward(ids, torch.ones_like(ids), torch.arange(len(context))[None], cache, **self.last_logits_only)
-        return [(layer.keys, layer.values) for layer in cache.layers]
-
     @torch.inference_mode()
     def _prefill(self, context_kv: list[LayerKV], context_length: int, prompts: list[list[int]], n: int):
-        """Encode prompts after the shared context: [context][left padding][prompt], padding
-        masked and positions continuing from the context. Returns the cache, mask and logits of
-        each prompt repeated for its `n` samples (the prompt is encoded once)."""
-        width = max(len(p) for p in prompts)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-        prompt_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        attention = torch.cat([prompt_mask.new_ones(len(prompts), context_length), prompt_mask], dim=1)
-        positions = (context_length + prompt_mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        for index, (keys, values) in enumerate(context_kv):
-            cache.update(keys.expand(len(prompts), -1, -1, -1), values.expand(len(prompts), -1, -1, -1), index)
-        logits = self._forward(input_ids, attention, positions, cache, **self.last_logits_only)
+        """Encode prompts after the shared context, each once for its `n` samples. Returns the
+        cache, mask and logits of each prompt repeated for its samples."""
+        cache, prompt_mask, logits = self.encoder.encode_rests(context_kv, context_length, prompts)
         layer_kv = [(layer.keys.repeat_interleave(n, 0), layer.values.repeat_interleave(n, 0)) for layer in cache.layers]
         return layer_kv, prompt_mask.repeat_interleave(n, 0), logits.repeat_interleave(n, 0)
 
@@ -338,7 +303,7 @@ class HFBackend:
         free, the next prompt is encoded and joins the running batch."""
         n = settings.n
         max_rows = max(1, self.batch_size // n) * n
-        context_kv = self._encode_context(context)
+        context_kv = self.encoder.encode_prefix(context)
         batch = _DecodeBatch(self.num_layers, max_rows, len(context), len(context) + len(prompts[0]) + settings.max_new_tokens)
         waiting = deque(range(len(prompts)))
         outputs: list[list[Completion | None]] = [[None] * n for _ in prompts]
@@ -368,7 +333,7 @@ class HFBackend:
             if not batch.rows:
                 continue
             batch.attention = torch.cat([batch.attention, batch.attention.new_ones(len(batch.rows), 1)], dim=1)
-            batch.logits = self._forward(tokens[:, None], batch.attention, batch.next_position[:, None], batch.cache)
+            batch.logits = self.encoder.forward(tokens[:, None], batch.attention, batch.next_position[:, None], batch.cache)
             batch.next_position += 1
 
     def _advance(self, row: _Row, token: int, settings: SamplingSettings) -> Completion | None:

@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from fem_cli.backends.prefix import PrefixEncoder, shared_prefix_length
 from fem_cli.prompts import prompt_token_ids
 
 _MARKER = re.compile(r"\banswer\s*:", re.IGNORECASE)
@@ -69,13 +70,13 @@ def label_positions(tokenizer: Any, prompt: str, completion: str, labels: Sequen
 
 
 class LabelProbabilityScorer:
-    """Normalized label probabilities at the answer position, batched over completions."""
+    """Normalized label probabilities at the answer position, batched over completions. The
+    token prefix every item shares (system turn, worked example) is encoded once per call."""
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8) -> None:
-        self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.device = next(model.parameters()).device
+        self.encoder = PrefixEncoder(model, tokenizer.pad_token_id)
 
     @torch.inference_mode()
     def score(self, items: Sequence[tuple[str, str, Sequence[str]]]) -> list[Optional[list[float]]]:
@@ -83,17 +84,15 @@ class LabelProbabilityScorer:
         single token position tells the labels apart."""
         requests = [label_positions(self.tokenizer, prompt, completion, labels) for prompt, completion, labels in items]
         results: list[Optional[list[float]]] = [None] * len(items)
-        scored = [i for i, request in enumerate(requests) if request is not None]
-        pad = self.tokenizer.pad_token_id
+        # Similar lengths share a batch: less padding.
+        scored = sorted((i for i, request in enumerate(requests) if request is not None), key=lambda i: len(requests[i][0]))  # type: ignore[index]
+        shared = shared_prefix_length([requests[i][0] for i in scored])  # type: ignore[index]
+        prefix_kv = self.encoder.encode_prefix(requests[scored[0]][0][:shared]) if scored else []  # type: ignore[index]
         for start in range(0, len(scored), self.batch_size):
             batch = scored[start : start + self.batch_size]
-            contexts = [requests[i][0] for i in batch]  # type: ignore[index]
-            width = max(len(ids) for ids in contexts)
-            input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in contexts], device=self.device)
-            attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in contexts], device=self.device)
-            positions = (attention.cumsum(-1) - 1).clamp(min=0)
-            logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions).logits[:, -1, :]
-            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+            rests = [requests[i][0][shared:] for i in batch]  # type: ignore[index]
+            _, _, logits = self.encoder.encode_rests(prefix_kv, shared, rests)
+            logprobs = torch.log_softmax(logits, dim=-1)
             for row, index in enumerate(batch):
                 firsts = torch.tensor(requests[index][1])  # type: ignore[index]
                 results[index] = torch.softmax(logprobs[row, firsts], dim=-1).tolist()
