@@ -161,24 +161,24 @@ def test_sampling_follows_the_distribution_and_skips_zero_probability_tokens():
 
 def test_continuous_batch_keeps_every_rows_own_sequence(monkeypatch):
     """Rows join, leave and have dead columns dropped; through it all, each row's unmasked cache
-    columns hold exactly its context, its prompt and its generated tokens, in order."""
+    columns hold exactly its prompt and its generated tokens, in order (the shared context is
+    kept once, outside the rows: prefix.py)."""
     import torch
 
     from fem_cli.backends import hf
 
     monkeypatch.setattr(hf, "DEAD_COLUMNS_TO_DROP", 1)
-    context = [1.0, 2.0]
-    batch = hf._DecodeBatch(num_layers=1, max_rows=3, context_length=len(context), capacity=4)
+    batch = hf._DecodeBatch(num_layers=1, max_rows=3, context_length=2, capacity=4)
     expected: dict[int, list[float]] = {}
 
     def add(tags_and_prompts: list[tuple[int, list[float]]]) -> None:
         width = max(len(prompt) for _, prompt in tags_and_prompts)
-        states = torch.tensor([context + [0.0] * (width - len(p)) + p for _, p in tags_and_prompts])[:, None, :, None]
+        states = torch.tensor([[0.0] * (width - len(p)) + p for _, p in tags_and_prompts])[:, None, :, None]
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for _, p in tags_and_prompts])
         rows = [hf._Row(prompt=tag, sample=0, generator=torch.Generator()) for tag, _ in tags_and_prompts]
         batch.add(rows, [(states, states.clone())], mask, torch.zeros(len(rows), 5))
         for tag, prompt in tags_and_prompts:
-            expected[tag] = context + prompt
+            expected[tag] = list(prompt)
 
     def step() -> None:
         new = torch.tensor([100.0 * row.prompt + len(expected[row.prompt]) for row in batch.rows])[:, None, None, None]
@@ -202,7 +202,7 @@ def test_continuous_batch_keeps_every_rows_own_sequence(monkeypatch):
     check()
     batch.keep([1, 2])  # row 1 leaves: the columns of its longer prompt are dead for the others
     check()
-    assert batch.attention.shape[1] < len(context) + 3 + 4 + 1
+    assert batch.attention.shape[1] < 3 + 4 + 1
     step()
     batch.keep([1])
     add([(4, [41.0]), (5, [51.0, 52.0])])

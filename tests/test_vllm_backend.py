@@ -24,7 +24,7 @@ from backend_contract import (  # noqa: E402
     requests_for,
 )
 from fem_cli.backends import BackendOptions, choose_backend, create_backend  # noqa: E402
-from fem_cli.backends.base import SamplingSettings  # noqa: E402
+from fem_cli.backends.base import GenerationRequest, SamplingSettings  # noqa: E402
 from fem_cli.jsonl import read_jsonl  # noqa: E402
 from fem_cli.models import resolve_model  # noqa: E402
 from fem_cli.records import Question, Sample  # noqa: E402
@@ -78,24 +78,28 @@ def test_vllm_and_hf_agree_on_the_contract(vllm_backend, arc_questions):
         assert extraction_rate(outputs, arc_questions) >= 0.5, name
 
 
-def test_fem_sample_with_vllm_through_the_cli(shared_data, tmp_path):
-    def sample(out):
-        command = [
-            sys.executable, "-m", "fem_cli", "sample", "--model", "smollm2", "--task", "arc_easy",
-            "--split", "validation", "--data-dir", str(shared_data), "--limit", "8", "--sampler", "star",
-            "--num-samples", "2", "--max-new-tokens", "96", "--backend", "vllm", "--out", str(out),
-        ]
-        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        assert result.returncode == 0, result.stderr[-2000:]
-
-    out, again = tmp_path / "samples.jsonl", tmp_path / "again.jsonl"
-    sample(out)
-    # The same command in a new process and engine: the same file, byte for byte.
-    sample(again)
-    assert out.read_bytes() == again.read_bytes()
+def test_fem_sample_with_vllm_through_the_cli(vllm_backend, shared_data, tmp_path):
+    out = tmp_path / "samples.jsonl"
+    command = [
+        sys.executable, "-m", "fem_cli", "sample", "--model", "smollm2", "--task", "arc_easy",
+        "--split", "validation", "--data-dir", str(shared_data), "--limit", "8", "--sampler", "star",
+        "--num-samples", "2", "--max-new-tokens", "96", "--backend", "vllm", "--out", str(out),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
     samples = read_jsonl(out, Sample)
     assert {s.generation.backend for s in samples} == {"vllm"}
     first = [s for s in samples if s.stage == "self"]
     assert len(first) == 16
     summary = json.loads(out.with_name(out.name + ".summary.json").read_text())
     assert summary["backend"] == "vllm" and summary["stages"]["star/self"]["tokens_per_second"] > 0
+    # The same requests in this process's engine: the same completions, text for text (a second
+    # CLI run would prove the same at the cost of another engine start).
+    by_request = {}
+    for sample in first:
+        by_request.setdefault(sample.question_id, []).append(sample)
+    draws = list(by_request.values())
+    requests = [GenerationRequest(messages=d[0].prompt, seed=d[0].seed) for d in draws]
+    settings = SamplingSettings(n=2, temperature=samples[0].generation.temperature, top_p=samples[0].generation.top_p, max_new_tokens=96)
+    again = vllm_backend.generate(requests, settings)
+    assert [[c.text for c in completions] for completions in again] == [[s.text for s in sorted(d, key=lambda s: s.sample_index)] for d in draws]

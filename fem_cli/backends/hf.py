@@ -1,8 +1,9 @@
 """The transformers backend: the CPU path, and the fallback everywhere.
 
 Our own decode loop over the model's KV cache rather than `model.generate`:
-- the context shared by a task's prompts (system turn, worked example) is encoded once per call,
-  and each prompt once for its `n` samples;
+- the context shared by a task's prompts (system turn, worked example) is encoded once per call
+  and kept once: every row attends to it without a copy of its own (prefix.py); each prompt is
+  encoded once for its `n` samples;
 - continuous batching: a sequence leaves the batch as soon as its `Answer: X` line is complete,
   and the next prompt takes its place at once, so the batch stays full;
 - the cache is written in place, never re-concatenated per token;
@@ -33,7 +34,7 @@ from fem_cli.backends.base import (
     finish_text,
 )
 from fem_cli.backends.label_probs import LabelProbabilityScorer
-from fem_cli.backends.prefix import LayerKV, PrefixEncoder
+from fem_cli.backends.prefix import LayerKV, PrefixEncoder, SharedPrefix
 from fem_cli.lengths import model_max_length
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer
 from fem_cli.prompts import prompt_token_ids, render
@@ -47,8 +48,8 @@ DEAD_COLUMNS_TO_DROP = 32
 class SlotLayer(DynamicLayer):
     """One layer's keys and values in a buffer of fixed row slots, written in place (the stock
     dynamic layer concatenates, copying the whole cache once per generated token). Every row has
-    the same number of columns; a row's own prompt ends where its first generated token starts,
-    and the columns between the shared context and it are masked out."""
+    the same number of columns (the shared context is not among them: see prefix.py); a row's
+    prompt ends where its first generated token starts, and the columns before it are masked out."""
 
     def __init__(self, max_rows: int, capacity: int) -> None:
         super().__init__()
@@ -89,21 +90,19 @@ class SlotLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.length
 
-    def add_rows(self, keys: torch.Tensor, values: torch.Tensor, context_length: int) -> None:
-        """Append rows whose cache is [context][prompt]: the context goes to the first columns,
-        the prompt to the last ones (self.length must already leave room for it)."""
+    def add_rows(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Append rows of prompt keys and values, in the last columns (self.length must already
+        leave room for them)."""
         if not self.is_initialized:
             self.lazy_initialization(keys, values)
-        prompt_width = keys.shape[2] - context_length
         new = slice(self.rows, self.rows + keys.shape[0])
         for buffer, states in ((self.key_buffer, keys), (self.value_buffer, values)):
-            buffer[new, :, :context_length] = states[:, :, :context_length]
-            buffer[new, :, self.length - prompt_width : self.length] = states[:, :, context_length:]
+            buffer[new, :, self.length - keys.shape[2] : self.length] = states
         self.rows = new.stop
         self._expose()
 
     def empty_to(self, columns: int) -> None:
-        """With no rows left, restart at `columns` columns (the shared context's width)."""
+        """With no rows left, restart at `columns` columns."""
         self._reserve(columns)
         self.length = columns
 
@@ -141,10 +140,10 @@ class _DecodeBatch:
     def __init__(self, num_layers: int, max_rows: int, context_length: int, capacity: int) -> None:
         self.layers = [SlotLayer(max_rows, capacity) for _ in range(num_layers)]
         self.cache = Cache(layers=self.layers)
-        self.context_length = context_length
+        self.context_length = context_length  # positions start after it
         for layer in self.layers:
-            layer.empty_to(context_length)
-        self.attention = torch.zeros(0, context_length, dtype=torch.long)
+            layer.empty_to(0)
+        self.attention = torch.zeros(0, 0, dtype=torch.long)
         self.next_position = torch.zeros(0, dtype=torch.long)
         self.logits: torch.Tensor | None = None
         self.rows: list[_Row] = []
@@ -154,19 +153,18 @@ class _DecodeBatch:
         return self.layers[0].length
 
     def add(self, rows: list[_Row], layer_kv: list[LayerKV], prompt_mask: torch.Tensor, logits: torch.Tensor) -> None:
-        """Add rows whose prefilled cache is [context][left-padded prompt of width W]."""
+        """Add rows whose prefilled cache is their left-padded prompt of width W."""
         width = prompt_mask.shape[1]
-        if self.context_length + width > self.length:
+        if width > self.length:
             # Prompts come longest first, so a prompt outgrows the columns only of an empty batch.
             assert not self.rows, "prompts must join the batch longest first"
             for layer in self.layers:
-                layer.empty_to(self.context_length + width)
+                layer.empty_to(width)
             self.attention = self.attention.new_zeros(0, self.length)
         for layer, (keys, values) in zip(self.layers, layer_kv):
-            layer.add_rows(keys, values, self.context_length)
-        gap = prompt_mask.new_zeros(len(rows), self.length - self.context_length - width)
-        context = prompt_mask.new_ones(len(rows), self.context_length)
-        self.attention = torch.cat([self.attention, torch.cat([context, gap, prompt_mask], 1)])
+            layer.add_rows(keys, values)
+        gap = prompt_mask.new_zeros(len(rows), self.length - width)
+        self.attention = torch.cat([self.attention, torch.cat([gap, prompt_mask], 1)])
         self.next_position = torch.cat([self.next_position, self.context_length + prompt_mask.sum(-1)])
         self.logits = logits if self.logits is None else torch.cat([self.logits, logits])
         self.rows += rows
@@ -181,15 +179,15 @@ class _DecodeBatch:
         self.rows = [self.rows[slot] for slot in slots]
         if not self.rows:
             for layer in self.layers:
-                layer.empty_to(self.context_length)
-            self.attention = self.attention[:, : self.context_length]
+                layer.empty_to(0)
+            self.attention = self.attention[:, :0]
             return
-        # Columns after the context that no live row attends to: what finished rows left.
-        dead = int(self.attention[:, self.context_length :].argmax(dim=1).min())
+        # Leading columns that no live row attends to: what finished rows left.
+        dead = int(self.attention.argmax(dim=1).min())
         if dead >= DEAD_COLUMNS_TO_DROP:
             for layer in self.layers:
-                layer.drop_columns(self.context_length, self.context_length + dead)
-            self.attention = torch.cat([self.attention[:, : self.context_length], self.attention[:, self.context_length + dead :]], 1)
+                layer.drop_columns(0, dead)
+            self.attention = self.attention[:, dead:]
 
 
 class HFBackend:
@@ -282,10 +280,10 @@ class HFBackend:
         return results
 
     @torch.inference_mode()
-    def _prefill(self, context_kv: list[LayerKV], context_length: int, prompts: list[list[int]], n: int):
+    def _prefill(self, context: SharedPrefix, prompts: list[list[int]], n: int):
         """Encode prompts after the shared context, each once for its `n` samples. Returns the
         cache, mask and logits of each prompt repeated for its samples."""
-        cache, prompt_mask, logits = self.encoder.encode_rests(context_kv, context_length, prompts)
+        cache, prompt_mask, logits = self.encoder.encode_rests(context, prompts)
         layer_kv = [(layer.keys.repeat_interleave(n, 0), layer.values.repeat_interleave(n, 0)) for layer in cache.layers]
         return layer_kv, prompt_mask.repeat_interleave(n, 0), logits.repeat_interleave(n, 0)
 
@@ -303,15 +301,15 @@ class HFBackend:
         free, the next prompt is encoded and joins the running batch."""
         n = settings.n
         max_rows = max(1, self.batch_size // n) * n
-        context_kv = self.encoder.encode_prefix(context)
-        batch = _DecodeBatch(self.num_layers, max_rows, len(context), len(context) + len(prompts[0]) + settings.max_new_tokens)
+        shared = self.encoder.encode_prefix(context)
+        batch = _DecodeBatch(self.num_layers, max_rows, len(context), len(prompts[0]) + settings.max_new_tokens)
         waiting = deque(range(len(prompts)))
         outputs: list[list[Completion | None]] = [[None] * n for _ in prompts]
         while waiting or batch.rows:
             admit = min(len(waiting), (max_rows - len(batch.rows)) // n)
             if admit:
                 admitted = [waiting.popleft() for _ in range(admit)]
-                layer_kv, prompt_mask, logits = self._prefill(context_kv, len(context), [prompts[p] for p in admitted], n)
+                layer_kv, prompt_mask, logits = self._prefill(shared, [prompts[p] for p in admitted], n)
                 rows = [
                     _Row(p, j, torch.Generator().manual_seed(derive_seed(seeds[p], j))) for p in admitted for j in range(n)
                 ]
@@ -333,7 +331,7 @@ class HFBackend:
             if not batch.rows:
                 continue
             batch.attention = torch.cat([batch.attention, batch.attention.new_ones(len(batch.rows), 1)], dim=1)
-            batch.logits = self.encoder.forward(tokens[:, None], batch.attention, batch.next_position[:, None], batch.cache)
+            batch.logits = self.encoder.forward(tokens[:, None], batch.attention, batch.next_position[:, None], batch.cache, shared)
             batch.next_position += 1
 
     def _advance(self, row: _Row, token: int, settings: SamplingSettings) -> Completion | None:

@@ -87,11 +87,11 @@ class LabelProbabilityScorer:
         # Similar lengths share a batch: less padding.
         scored = sorted((i for i, request in enumerate(requests) if request is not None), key=lambda i: len(requests[i][0]))  # type: ignore[index]
         shared = shared_prefix_length([requests[i][0] for i in scored])  # type: ignore[index]
-        prefix_kv = self.encoder.encode_prefix(requests[scored[0]][0][:shared]) if scored else []  # type: ignore[index]
+        prefix = self.encoder.encode_prefix(requests[scored[0]][0][:shared] if scored else [])  # type: ignore[index]
         for start in range(0, len(scored), self.batch_size):
             batch = scored[start : start + self.batch_size]
             rests = [requests[i][0][shared:] for i in batch]  # type: ignore[index]
-            _, _, logits = self.encoder.encode_rests(prefix_kv, shared, rests)
+            _, _, logits = self.encoder.encode_rests(prefix, rests)
             logprobs = torch.log_softmax(logits, dim=-1)
             for row, index in enumerate(batch):
                 firsts = torch.tensor(requests[index][1])  # type: ignore[index]

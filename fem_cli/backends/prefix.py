@@ -1,22 +1,45 @@
-"""Forward passes over rows that share a prefix: the prefix is encoded once, and each row's rest
-against a copy of its cache. A task's prompts share the system turn and the worked example,
-often most of each prompt, so encoding that once per call instead of once per row is most of the
-work saved, in generation (hf.py) and in reading label probabilities (label_probs.py) alike.
+"""Forward passes over rows that share a prefix: the prefix is encoded once and kept once, and
+every row attends to it without a copy of its own. A task's prompts share the system turn and the
+worked example, often most of each prompt, in generation (hf.py) and in reading label
+probabilities (label_probs.py) alike.
+
+On a CPU a decode step is bound by memory reads: the weights, then each row's keys and values.
+A row's cache holding its own copy of a 300-token prefix read that prefix once per row per step;
+here each layer's attention reads it once per step for all rows (as cascade attention does): the
+queries of every row meet the prefix keys in one matrix product, their own tokens' keys in
+another, and one softmax spans both. The cache holds each row's own tokens only.
 
     encoder = PrefixEncoder(model, tokenizer.pad_token_id)
-    prefix_kv = encoder.encode_prefix(shared_ids)
-    cache, rest_mask, last_logits = encoder.encode_rests(prefix_kv, len(shared_ids), rests)
+    prefix = encoder.encode_prefix(shared_ids)
+    cache, rest_mask, last_logits = encoder.encode_rests(prefix, rests)
+    next_logits = encoder.forward(next_ids, rest_attention, positions, cache, prefix)
 """
 
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
+from transformers import AttentionInterface
 from transformers.cache_utils import Cache, DynamicCache
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 LayerKV = tuple[torch.Tensor, torch.Tensor]
+
+ATTENTION = "fem_shared_prefix"
+
+
+@dataclass
+class SharedPrefix:
+    """Each layer's keys and values of the prefix, [1, kv heads, length, head dim]; `reads`
+    counts the layers that attended to it in the last forward pass."""
+
+    layers: list[LayerKV]
+    length: int
+    reads: int = field(default=0, compare=False)
 
 
 def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
@@ -32,13 +55,64 @@ def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     return shared
 
 
+def _own_tokens_visible(attention_mask: torch.Tensor | None, queries: int, keys: int) -> torch.Tensor | None:
+    """Which of a row's own keys each query sees, broadcastable to [rows, heads, queries, keys];
+    None: all. transformers hands over None when the 2-D mask has no padding, and then only
+    causality remains."""
+    if attention_mask is None:
+        if queries == 1:
+            return None
+        query_at = torch.arange(keys - queries, keys)[:, None]
+        return (torch.arange(keys)[None, :] <= query_at)[None, None]
+    if attention_mask.dtype == torch.bool:
+        return attention_mask
+    return attention_mask == 0  # additive float mask: 0 where visible
+
+
+def shared_prefix_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, fem_prefix=None, **kwargs):
+    """Attention over [shared prefix][the row's own keys]: `key` and `value` hold the rows' own
+    tokens; the prefix comes once for all rows in `fem_prefix`. Without it, plain sdpa."""
+    if fem_prefix is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    fem_prefix.reads += 1
+    prefix_keys, prefix_values = fem_prefix.layers[module.layer_idx] if fem_prefix.layers else (None, None)
+    rows, heads, queries, dim = query.shape
+    kv_heads = key.shape[1]
+    groups = heads // kv_heads
+    # [kv heads, rows x groups x queries, dim]: every query of a kv head, against one copy of the prefix.
+    grouped = query.view(rows, kv_heads, groups, queries, dim)
+    own_scores = torch.matmul(grouped, key[:, :, None].transpose(-1, -2)) * scaling  # [rows, kv, g, q, own]
+    visible = _own_tokens_visible(attention_mask, queries, key.shape[2])
+    if visible is not None:
+        own_scores = own_scores.masked_fill(~visible.reshape(visible.shape[0], 1, 1, queries, -1), torch.finfo(own_scores.dtype).min)
+    if prefix_keys is None:
+        weights = torch.softmax(own_scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        output = torch.matmul(weights, value[:, :, None])
+    else:
+        flat = grouped.permute(1, 0, 2, 3, 4).reshape(kv_heads, rows * groups * queries, dim)
+        prefix_scores = torch.bmm(flat, prefix_keys[0].transpose(-1, -2)) * scaling
+        prefix_scores = prefix_scores.view(kv_heads, rows, groups, queries, -1).permute(1, 0, 2, 3, 4)
+        weights = torch.softmax(torch.cat([prefix_scores, own_scores], dim=-1), dim=-1, dtype=torch.float32).to(query.dtype)
+        length = prefix_keys.shape[2]
+        prefix_weights = weights[..., :length].permute(1, 0, 2, 3, 4).reshape(kv_heads, rows * groups * queries, length)
+        from_prefix = torch.bmm(prefix_weights, prefix_values[0]).view(kv_heads, rows, groups, queries, dim).permute(1, 0, 2, 3, 4)
+        output = from_prefix + torch.matmul(weights[..., length:], value[:, :, None])
+    return output.reshape(rows, heads, queries, dim).transpose(1, 2).contiguous(), None
+
+
 class PrefixEncoder:
-    """A causal LM's forward across transformers versions, returning next-token logits."""
+    """A causal LM's forward across transformers versions, with an optional shared prefix,
+    returning next-token logits."""
 
     def __init__(self, model: Any, pad_token_id: int) -> None:
         self.model = model
         self.pad = pad_token_id
         self.device = next(model.parameters()).device
+        self.num_layers = model.config.get_text_config(decoder=True).num_hidden_layers
+        AttentionInterface.register(ATTENTION, shared_prefix_attention)
+        AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+        # Without a prefix it is sdpa, so the model serves any other caller unchanged.
+        model.set_attn_implementation(ATTENTION)
         parameters = inspect.signature(model.forward).parameters
         # Only the last position's logits are read; the rest would be a (length x vocabulary)
         # matrix per row, computed and thrown away.
@@ -46,36 +120,40 @@ class PrefixEncoder:
         # transformers 5.2x renamed `past_key_values` to `cache` (the old name goes in 5.40).
         self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
 
-    def forward(self, input_ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor, cache: Cache, **extra) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor, cache: Cache, prefix: SharedPrefix, **extra) -> torch.Tensor:
         """Next-token logits of every row, as float32 on the CPU (sampling runs there with
-        per-sequence CPU generators, so draws are the same on any device)."""
+        per-sequence CPU generators, so draws are the same on any device). `attention` masks
+        the rows' own columns; every row sees the whole prefix."""
+        prefix.reads = 0
         out = self.model(
             input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-            position_ids=positions.to(self.device), use_cache=True, **{self.cache_argument: cache}, **extra,
+            position_ids=positions.to(self.device), use_cache=True, fem_prefix=prefix,
+            **{self.cache_argument: cache}, **extra,
         )
+        # A model whose attention does not go through transformers' attention interface would
+        # ignore the prefix and compute something else without a word.
+        if prefix.reads != self.num_layers:
+            raise RuntimeError(f"{type(self.model).__name__}: {prefix.reads} of {self.num_layers} layers read the shared prefix")
         return out.logits[:, -1, :].float().cpu()
 
     @torch.inference_mode()
-    def encode_prefix(self, prefix: list[int]) -> list[LayerKV]:
+    def encode_prefix(self, prefix: list[int]) -> SharedPrefix:
         if not prefix:
-            return []
+            return SharedPrefix(layers=[], length=0)
         cache = DynamicCache()
         ids = torch.tensor([prefix])
-        self.forward(ids, torch.ones_like(ids), torch.arange(len(prefix))[None], cache, **self.last_logits_only)
-        return [(layer.keys, layer.values) for layer in cache.layers]
+        self.forward(ids, torch.ones_like(ids), torch.arange(len(prefix))[None], cache, SharedPrefix(layers=[], length=0), **self.last_logits_only)
+        return SharedPrefix(layers=[(layer.keys, layer.values) for layer in cache.layers], length=len(prefix))
 
     @torch.inference_mode()
-    def encode_rests(self, prefix_kv: list[LayerKV], prefix_length: int, rests: Sequence[list[int]]) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
-        """Encode each row's tokens after the prefix: [prefix][left padding][rest], padding masked
-        and positions continuing from the prefix. Returns the cache, the rests' mask and each
-        row's last-position logits."""
+    def encode_rests(self, prefix: SharedPrefix, rests: Sequence[list[int]]) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
+        """Encode each row's tokens after the prefix, left-padded: [padding][rest], positions
+        continuing from the prefix. Returns the rows' cache (their own tokens only), the rests'
+        mask and each row's last-position logits."""
         width = max(len(rest) for rest in rests)
         input_ids = torch.tensor([[self.pad] * (width - len(rest)) + list(rest) for rest in rests])
         rest_mask = torch.tensor([[0] * (width - len(rest)) + [1] * len(rest) for rest in rests])
-        attention = torch.cat([rest_mask.new_ones(len(rests), prefix_length), rest_mask], dim=1)
-        positions = (prefix_length + rest_mask.cumsum(-1) - 1).clamp(min=0)
+        positions = (prefix.length + rest_mask.cumsum(-1) - 1).clamp(min=prefix.length)
         cache = DynamicCache()
-        for index, (keys, values) in enumerate(prefix_kv):
-            cache.update(keys.expand(len(rests), -1, -1, -1), values.expand(len(rests), -1, -1, -1), index)
-        logits = self.forward(input_ids, attention, positions, cache, **self.last_logits_only)
+        logits = self.forward(input_ids, rest_mask, positions, cache, prefix, **self.last_logits_only)
         return cache, rest_mask, logits
