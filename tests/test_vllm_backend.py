@@ -37,9 +37,11 @@ def arc_questions(shared_data) -> list[Question]:
     return read_jsonl(shared_data / "arc_easy" / "validation.jsonl", Question)[:8]
 
 
+# Eager engines: a 20 s start instead of 2 min of torch.compile, for jobs this small (the
+# compiled path is what the demo and bench/sample_throughput.py run).
 @pytest.fixture(scope="module")
 def vllm_backend():
-    backend, _ = create_backend("vllm", resolve_model("smollm2"), BackendOptions())
+    backend, _ = create_backend("vllm", resolve_model("smollm2"), BackendOptions(vllm_eager=True))
     yield backend
     backend.close()
 
@@ -83,7 +85,7 @@ def test_fem_sample_with_vllm_through_the_cli(vllm_backend, shared_data, tmp_pat
     command = [
         sys.executable, "-m", "fem_cli", "sample", "--model", "smollm2", "--task", "arc_easy",
         "--split", "validation", "--data-dir", str(shared_data), "--limit", "8", "--sampler", "star",
-        "--num-samples", "2", "--max-new-tokens", "96", "--backend", "vllm", "--out", str(out),
+        "--num-samples", "2", "--max-new-tokens", "96", "--backend", "vllm", "--vllm-eager", "--out", str(out),
     ]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-2000:]

@@ -25,6 +25,7 @@ class BackendOptions:
     dtype: str = "auto"  # auto: chosen per backend and hardware (fem_cli.runtime.resolve_dtype)
     tensor_parallel_size: int = 1
     max_model_len: int = 2048
+    vllm_eager: bool = False
     seed: int = 0
     trust_remote_code: bool = False
 
@@ -40,6 +41,7 @@ class BackendSettings:
     threads: Optional[int] = option(None, "CPU threads of this process (default: $OMP_NUM_THREADS, else all it may use).")
     tensor_parallel_size: int = option(1, "vllm backend: GPUs per model.")
     max_model_len: int = option(2048, "vllm backend: longest prompt + completion.")
+    vllm_eager: bool = option(False, "vllm backend: run the model eagerly, without torch.compile (a faster engine start, slower decoding: worth it for short jobs, e.g. on CPU).")
     trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you ask).")
 
     def __post_init__(self) -> None:
@@ -59,7 +61,7 @@ class BackendSettings:
             model,
             BackendOptions(
                 batch_size=self.batch_size, dtype=self.dtype,
-                tensor_parallel_size=self.tensor_parallel_size, max_model_len=self.max_model_len,
+                tensor_parallel_size=self.tensor_parallel_size, max_model_len=self.max_model_len, vllm_eager=self.vllm_eager,
                 seed=seed, trust_remote_code=self.trust_remote_code,
             ),
         )
@@ -88,6 +90,7 @@ def create_backend(name: str, model: ResolvedModel, options: BackendOptions) -> 
             model,
             dtype=dtype,
             max_model_len=options.max_model_len,
+            enforce_eager=options.vllm_eager,
             tensor_parallel_size=options.tensor_parallel_size,
             seed=options.seed,
             trust_remote_code=options.trust_remote_code,

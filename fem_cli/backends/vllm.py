@@ -80,6 +80,7 @@ class VLLMBackend:
         tensor_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
         enable_prefix_caching: bool = True,
+        enforce_eager: bool = False,
         seed: int = 0,
         trust_remote_code: bool = False,
     ) -> None:
@@ -114,6 +115,7 @@ class VLLMBackend:
                 tensor_parallel_size=tensor_parallel_size,
                 gpu_memory_utilization=gpu_memory_utilization,
                 enable_prefix_caching=enable_prefix_caching,
+                enforce_eager=enforce_eager,
                 seed=seed,
                 trust_remote_code=trust_remote_code,
                 **lora_args,
