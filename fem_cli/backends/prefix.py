@@ -79,24 +79,27 @@ def shared_prefix_attention(module, query, key, value, attention_mask, scaling, 
     rows, heads, queries, dim = query.shape
     kv_heads = key.shape[1]
     groups = heads // kv_heads
-    # [kv heads, rows x groups x queries, dim]: every query of a kv head, against one copy of the prefix.
-    grouped = query.view(rows, kv_heads, groups, queries, dim)
-    own_scores = torch.matmul(grouped, key[:, :, None].transpose(-1, -2)) * scaling  # [rows, kv, g, q, own]
+    # The queries of a kv head's groups side by side, [rows, kv heads, groups x queries, dim]: one
+    # batched product per row with its own keys, no copy of them per group.
+    grouped = query.reshape(rows, kv_heads, groups * queries, dim)
+    own_scores = torch.matmul(grouped, key.transpose(-1, -2)) * scaling  # [rows, kv, g x q, own]
     visible = _own_tokens_visible(attention_mask, queries, key.shape[2])
     if visible is not None:
-        own_scores = own_scores.masked_fill(~visible.reshape(visible.shape[0], 1, 1, queries, -1), torch.finfo(own_scores.dtype).min)
+        hidden = ~visible.reshape(visible.shape[0], 1, 1, queries, -1).expand(-1, -1, groups, -1, -1)
+        own_scores = own_scores.masked_fill(hidden.reshape(visible.shape[0], 1, groups * queries, -1), torch.finfo(own_scores.dtype).min)
     if prefix_keys is None:
         weights = torch.softmax(own_scores, dim=-1, dtype=torch.float32).to(query.dtype)
-        output = torch.matmul(weights, value[:, :, None])
+        output = torch.matmul(weights, value)
     else:
-        flat = grouped.permute(1, 0, 2, 3, 4).reshape(kv_heads, rows * groups * queries, dim)
+        # Every row's queries against one copy of the prefix: [kv heads, rows x groups x queries, dim].
+        flat = grouped.transpose(0, 1).reshape(kv_heads, rows * groups * queries, dim)
         prefix_scores = torch.bmm(flat, prefix_keys[0].transpose(-1, -2)) * scaling
-        prefix_scores = prefix_scores.view(kv_heads, rows, groups, queries, -1).permute(1, 0, 2, 3, 4)
+        prefix_scores = prefix_scores.view(kv_heads, rows, groups * queries, -1).transpose(0, 1)
         weights = torch.softmax(torch.cat([prefix_scores, own_scores], dim=-1), dim=-1, dtype=torch.float32).to(query.dtype)
         length = prefix_keys.shape[2]
-        prefix_weights = weights[..., :length].permute(1, 0, 2, 3, 4).reshape(kv_heads, rows * groups * queries, length)
-        from_prefix = torch.bmm(prefix_weights, prefix_values[0]).view(kv_heads, rows, groups, queries, dim).permute(1, 0, 2, 3, 4)
-        output = from_prefix + torch.matmul(weights[..., length:], value[:, :, None])
+        prefix_weights = weights[..., :length].transpose(0, 1).reshape(kv_heads, rows * groups * queries, length)
+        from_prefix = torch.bmm(prefix_weights, prefix_values[0]).view(kv_heads, rows, groups * queries, dim).transpose(0, 1)
+        output = from_prefix + torch.matmul(weights[..., length:], value)
     return output.reshape(rows, heads, queries, dim).transpose(1, 2).contiguous(), None
 
 
