@@ -176,24 +176,24 @@ class VLLMBackend:
             label_positions(self.tokenizer, render(self.tokenizer, list(q.messages)), q.completion, q.labels)
             for q in queries
         ]
-        # One prompt per (query, label): the context's ids, then the label's token.
-        prompts: list[tuple[int, list[int]]] = []
-        for i, found in enumerate(positions):
-            if found:
-                context, firsts = found
-                prompts += [(i, context + [token]) for token in firsts]
-        # prompt_logprobs=0: the log-probability of each prompt token itself; one greedy token,
-        # as vLLM generates at least one.
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        # One request per query: its context, and the log-probabilities of the labels' tokens at
+        # the next position (`logprob_token_ids`). Unlike `prompt_logprobs`, this keeps the prefix
+        # cache (the prompt was just generated from) and computes no logits for the context: on
+        # qwen-coder-0.5b (152k-token vocabulary) scoring 40 answers went from ~260 s to seconds.
+        scored = [i for i, found in enumerate(positions) if found]
         logprobs: dict[int, list[float]] = {}
-        for chunk in self._chunks([ids for _, ids in prompts], 1):
+        for chunk in self._chunks([positions[i][0] for i in scored], 1):
             outputs = self.llm.generate(
-                [TokensPrompt(prompt_token_ids=prompts[j][1]) for j in chunk],
-                sampling_params=params, lora_request=self.lora_request, use_tqdm=False,
+                [TokensPrompt(prompt_token_ids=positions[scored[j]][0]) for j in chunk],
+                sampling_params=[
+                    SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(positions[scored[j]][1]))
+                    for j in chunk
+                ],
+                lora_request=self.lora_request, use_tqdm=False,
             )
             for j, output in zip(chunk, outputs):
-                token = prompts[j][1][-1]
-                logprobs.setdefault(prompts[j][0], []).append(output.prompt_logprobs[-1][token].logprob)
+                at_answer = output.outputs[0].logprobs[0]
+                logprobs[scored[j]] = [at_answer[token].logprob for token in positions[scored[j]][1]]
         results: list[Optional[list[float]]] = []
         for i, found in enumerate(positions):
             if not found:
