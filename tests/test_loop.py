@@ -24,7 +24,7 @@ from fem_cli.errors import FemError
 from fem_cli.evaluation import run_evaluate
 from fem_cli.filtering import run_filter
 from fem_cli.loop.config import LoopConfig, stage_config
-from fem_cli.loop.run import plan
+from fem_cli.loop.run import plan, run_loop
 from fem_cli.loop.state import RunState
 from fem_cli.report.collect import collect_run
 from fem_cli.sample import run_sample
@@ -269,3 +269,35 @@ def test_loop_section_may_not_override_what_the_loop_sets(tmp_path, tiny_model, 
     recipe = write_recipe(tmp_path, tiny_model, questions_file, finetune={"epoch": 2})
     result = runner.invoke(app, ["loop", "--config", str(recipe)])
     assert result.exit_code == 2 and "unknown option 'epoch' (did you mean 'epochs'?)" in result.output
+
+
+def _stop_at_sampling(state, iteration, stage):
+    if stage == "sample":
+        raise KeyboardInterrupt
+
+
+def test_base_eval_is_reused_as_iteration_zero(finished_run, tmp_path, monkeypatch):
+    folder, recipe, _ = finished_run
+    source = folder / "runs" / "t" / "iter-0" / "eval"
+    overrides = {"name": "t-reused", "runs_dir": str(tmp_path), "seed": 2, "base_eval": str(source)}
+    cfg = build_config(LoopConfig, recipe=recipe, overrides=overrides)
+    monkeypatch.chdir(folder)  # the recipe's task and model paths are relative to the run's folder
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(cfg, before_stage=_stop_at_sampling)
+    copied = cfg.run_dir / "iter-0" / "eval"
+    assert sorted(p.name for p in copied.iterdir()) == sorted(p.name for p in source.iterdir())
+    assert (copied / "results.json").read_text() == (source / "results.json").read_text()
+    stage = json.loads((cfg.run_dir / "run.json").read_text())["stages"]["0/evaluate"]
+    assert stage["status"] == "done" and stage["reused_from"] == str(source)
+    assert not [p for p in copied.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_base_eval_made_with_another_config_is_refused(finished_run, tmp_path):
+    folder, recipe, _ = finished_run
+    source = folder / "runs" / "t" / "iter-0" / "eval"
+    result = run_fem(folder, "loop", "--config", recipe.name, "--name", "t-other", "--eval-limit", "3", "--base-eval", str(source))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: --base-eval {source}: made with another evaluation config (limit: None there, 3 here)"
+    )
+    assert not (folder / "runs" / "t-other" / "iter-0" / "eval").exists()

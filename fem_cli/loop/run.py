@@ -28,6 +28,7 @@ import yaml
 from fem_cli.errors import INTERRUPTED_EXIT_CODE, QUIET_INTERRUPT_ENV, FemError
 from fem_cli.jsonl import atomic_write
 from fem_cli.loop.config import LoopConfig, stage_config
+from fem_cli.loop.reuse import reuse_evaluation
 from fem_cli.loop.state import RunState
 from fem_cli.outputs import check_writable
 from fem_cli.provenance import as_jsonable
@@ -70,6 +71,10 @@ def run_loop(
             if state.is_done(key) and stage_output(cfg.run_dir, iteration, stage).exists():
                 continue
             config_file = write_stage_config(cfg, iteration, stage)
+            if iteration == 0 and cfg.base_eval:
+                reuse_evaluation(Path(cfg.base_eval), stage_config(cfg, stage, 0, cfg.run_dir), stage_output(cfg.run_dir, 0, stage))
+                state.reuse(key, cfg.base_eval)
+                continue
             if before_stage:
                 before_stage(state, iteration, stage)
             state.start(key)

@@ -75,6 +75,10 @@ class RunState:
         self.record["stages"][key].update(status="done", finished=_now(), seconds=round(seconds, 3))
         self.save()
 
+    def reuse(self, key: str, source: str) -> None:
+        self.record["stages"][key] = {"status": "done", "started": _now(), "finished": _now(), "seconds": 0.0, "reused_from": source}
+        self.save()
+
     def fail(self, key: str, seconds: float, exit_code: int) -> None:
         self.record["stages"][key].update(status="failed", finished=_now(), seconds=round(seconds, 3), exit_code=exit_code)
         self.record["status"] = "failed"

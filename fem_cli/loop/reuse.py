@@ -1,0 +1,58 @@
+"""Iteration 0 taken from a finished evaluation of the same base model (`fem loop --base-eval`).
+
+Every run of a grid (samplers x seeds) starts by evaluating the same base model on the same
+questions; greedy decoding makes those evaluations identical, so a grid needs only one. The reused
+folder must have been made with this run's own iteration-0 config: only its output folder may
+differ, and its seed too when decoding is greedy (the seed then drives nothing but the bootstrap
+of its confidence intervals, which stay the original's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fem_cli.errors import FemError
+from fem_cli.evaluation.config import EvaluateConfig
+from fem_cli.provenance import as_jsonable
+from fem_cli.runs import results_path
+
+
+def _is_greedy(config: EvaluateConfig) -> bool:
+    return not config.temperature and config.num_samples == 1
+
+
+def check_reusable(source: Path, wanted: EvaluateConfig) -> dict[str, Any]:
+    """The source's results.json, once its config is checked against `wanted`."""
+    path = results_path(source)
+    if not path.is_file():
+        raise FemError(f"--base-eval {source}: no {path.name} there (not a finished `fem evaluate` folder)")
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise FemError(f"{path}:{err.lineno}: unreadable results ({err.msg})") from None
+    ignored = {"out"} | ({"seed"} if _is_greedy(wanted) else set())
+    theirs, ours = results.get("config", {}), as_jsonable(wanted)
+    differ = sorted(key for key in set(theirs) | set(ours) if key not in ignored and theirs.get(key) != ours.get(key))
+    if differ:
+        shown = ", ".join(f"{key}: {theirs.get(key)!r} there, {ours.get(key)!r} here" for key in differ)
+        raise FemError(f"--base-eval {source}: made with another evaluation config ({shown})")
+    return results
+
+
+def reuse_evaluation(source: Path, wanted: EvaluateConfig, target: Path) -> None:
+    """Copy a checked evaluation folder to `target` (whole or not at all)."""
+    check_reusable(source, wanted)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+        if target.exists():  # what an interrupted evaluation left there
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
