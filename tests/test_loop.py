@@ -81,6 +81,11 @@ def test_loop_writes_every_stage_and_its_record(finished_run):
     assert record["status"] == "done"
     assert list(record["stages"]) == ["0/evaluate"] + [f"{k}/{s}" for k in (1, 2) for s in ("sample", "filter", "finetune", "evaluate")]
     assert all(stage["status"] == "done" and stage["seconds"] > 0 for stage in record["stages"].values())
+    # Each stage's process measured its own start-up and loading, within its wall time; the
+    # stages that load a model (all but filter) spent time loading.
+    for key, stage in record["stages"].items():
+        assert 0 < stage["startup_seconds"] and stage["startup_seconds"] + stage["load_seconds"] < stage["seconds"], key
+        assert (stage["load_seconds"] > 0) == (not key.endswith("filter")), key
     assert record["config"]["sampler"] == "pps" and record["versions"]["torch"]
     for k in (1, 2):
         iteration = run_dir / f"iter-{k}"
@@ -98,6 +103,7 @@ def test_loop_writes_every_stage_and_its_record(finished_run):
 TIMING_FIELDS = {
     "date", "created", "updated", "started", "finished", "seconds", "wall_seconds", "tokens_per_second",
     "runtime_s", "tokens_per_s", "train_runtime", "train_samples_per_second", "train_steps_per_second", "resumed",
+    "startup_seconds", "load_seconds",
 }
 
 
@@ -202,6 +208,12 @@ def test_report_writes_table_and_plots(finished_run, tmp_path):
         assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "report" / "report.md").read_text()
     assert "| iteration | questions accuracy [95% CI] | questions constant baseline | questions ECE | acceptance |" in table
+    # Where the time went: one row per stage kind and the total, from run.json.
+    record = json.loads((folder / "runs" / "t" / "run.json").read_text())
+    wall = sum(stage["seconds"] for stage in record["stages"].values())
+    overhead = sum(stage["startup_seconds"] + stage["load_seconds"] for stage in record["stages"].values())
+    assert f"| t | all | 9 | {wall:.0f} s |" in table and f"| {overhead / wall:.1%} |" in table
+    assert "| t | finetune | 2 |" in table
     assert len([line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]) == 3
 
 

@@ -15,6 +15,7 @@ from fem_cli.config import did_you_mean, option
 from fem_cli.errors import FemError
 from fem_cli.models import ResolvedModel
 from fem_cli.runtime import check_dtype, resolve_dtype
+from fem_cli.timings import loading
 
 BACKENDS = ("auto", "hf", "vllm")
 
@@ -81,6 +82,11 @@ def choose_backend(name: str) -> tuple[str, str]:
 
 
 def create_backend(name: str, model: ResolvedModel, options: BackendOptions) -> tuple[GenerationBackend, str]:
+    with loading():  # the backend's imports, its weights, and for vLLM the engine
+        return _create_backend(name, model, options)
+
+
+def _create_backend(name: str, model: ResolvedModel, options: BackendOptions) -> tuple[GenerationBackend, str]:
     chosen, why = choose_backend(name)
     dtype, _ = resolve_dtype(options.dtype, chosen)
     if chosen == "vllm":

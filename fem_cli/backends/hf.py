@@ -220,7 +220,7 @@ class HFBackend:
         del self.model
 
     def label_probabilities(self, queries: Sequence[LabelQuery]) -> list[list[float] | None]:
-        scorer = LabelProbabilityScorer(self.model, self.tokenizer, self.batch_size)
+        scorer = LabelProbabilityScorer(self.model, self.tokenizer, self.batch_size, encoder=self.encoder)
         return scorer.score([(render(self.tokenizer, list(q.messages)), q.completion, q.labels) for q in queries])
 
     def _encode(self, request: GenerationRequest) -> tuple[list[int], int]:

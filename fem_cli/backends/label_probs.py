@@ -73,10 +73,11 @@ class LabelProbabilityScorer:
     """Normalized label probabilities at the answer position, batched over completions. The
     token prefix every item shares (system turn, worked example) is encoded once per call."""
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8) -> None:
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, encoder: PrefixEncoder | None = None) -> None:
+        """`encoder`: one already built for `model` (the hf backend's), else a new one."""
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.encoder = PrefixEncoder(model, tokenizer.pad_token_id)
+        self.encoder = encoder or PrefixEncoder(model, tokenizer.pad_token_id)
 
     @torch.inference_mode()
     def score(self, items: Sequence[tuple[str, str, Sequence[str]]]) -> list[Optional[list[float]]]:

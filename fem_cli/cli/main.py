@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from fem_cli.cli import data, evaluate, filter, finetune, loop, models, report, sample, tasks
 from fem_cli.errors import INTERRUPTED_EXIT_CODE, INTERRUPTED_MESSAGE, QUIET_INTERRUPT_ENV, FemError
+from fem_cli.timings import mark_command_start
 
 
 class FemGroup(TyperGroup):
@@ -54,6 +55,7 @@ app.add_typer(models.models_app, name="models")
 
 
 def main() -> None:
+    mark_command_start()
     if os.environ.get(QUIET_INTERRUPT_ENV):
         # A loop stage starts with SIGINT ignored (see fem_cli.loop.run.run_stage): from here on,
         # Ctrl-C is handled, and reported by the loop.

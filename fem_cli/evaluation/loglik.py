@@ -34,6 +34,7 @@ from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, softmax, subject_breakdown
 from fem_cli.lengths import model_max_length
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer
+from fem_cli.timings import loading
 from fem_cli.records import EvalRecord, Question
 from fem_cli.tasks import loglik_format
 from fem_cli.tasks.loglik_formats import ChoiceRequest
@@ -206,8 +207,9 @@ class LoglikEvaluator:
     @classmethod
     def from_config(cls, cfg: EvaluateConfig, model: ResolvedModel) -> "LoglikEvaluator":
         dtype, dtype_why = runtime.resolve_dtype(cfg.dtype, "hf")
-        tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
-        lm = load_model(model, dtype=dtype, trust_remote_code=cfg.trust_remote_code).to(runtime.device())
+        with loading():
+            tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
+            lm = load_model(model, dtype=dtype, trust_remote_code=cfg.trust_remote_code).to(runtime.device())
         evaluator = cls(
             LoglikScorer(lm, tokenizer, cfg.batch_size), cfg.seed, cfg.bootstrap_resamples, model_max_length(lm.config, tokenizer)
         )

@@ -14,6 +14,7 @@ stage's full config is written next to its output, so any stage can be rerun by 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -32,7 +33,7 @@ from fem_cli.loop.reuse import reuse_evaluation
 from fem_cli.loop.state import RunState
 from fem_cli.outputs import check_writable
 from fem_cli.provenance import as_jsonable
-from fem_cli.runs import STAGES, stage_config_path, stage_output
+from fem_cli.runs import STAGES, stage_config_path, stage_output, stage_record
 
 # After Ctrl-C: how long a stage has to stop on the terminal's signal before it gets one from the
 # loop, then how long to stop before it is killed.
@@ -89,7 +90,7 @@ def run_loop(
                     f"iteration {iteration}: `fem {stage} --config {config_file}` failed (exit {exit_code}, "
                     "its message is above); run the same command again to resume from this stage"
                 )
-            state.finish(key, seconds)
+            state.finish(key, seconds, _process_timings(stage_record(cfg.run_dir, iteration, stage)))
     except KeyboardInterrupt:
         # A second Ctrl-C must not cut the bookkeeping short.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -100,6 +101,12 @@ def run_loop(
         raise
     state.complete()
     return cfg.run_dir
+
+
+def _process_timings(record: Path) -> dict:
+    """The stage process's own start-up figures (fem_cli.timings), from the record it wrote last."""
+    written = json.loads(record.read_text())
+    return written.get("process") or written.get("provenance", {}).get("process", {})
 
 
 def run_stage(stage: str, config_file: Path) -> int:

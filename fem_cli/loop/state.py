@@ -71,8 +71,9 @@ class RunState:
         self.record["stages"][key] = {"status": "running", "started": _now()}
         self.save()
 
-    def finish(self, key: str, seconds: float) -> None:
-        self.record["stages"][key].update(status="done", finished=_now(), seconds=round(seconds, 3))
+    def finish(self, key: str, seconds: float, process: dict[str, Any]) -> None:
+        """`process`: the stage's start-up and loading seconds (fem_cli.timings)."""
+        self.record["stages"][key].update(status="done", finished=_now(), seconds=round(seconds, 3), **process)
         self.save()
 
     def reuse(self, key: str, source: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from fem_cli.config import option
 from fem_cli.jsonl import atomic_write, write_json
@@ -17,9 +17,12 @@ from fem_cli.outputs import check_writable
 from fem_cli.report.collect import IterationFigures, collect_run, read_run
 from fem_cli.report.compare import Comparison, compare_runs
 from fem_cli.report.compare_plots import plot_groups
-from fem_cli.report.compare_tables import comparison_json, comparison_sections
+from fem_cli.report.compare_tables import comparison_json, comparison_sections, markdown
 from fem_cli.report.plots import plot_prediction_distribution, plot_runs
 from fem_cli.report.tables import markdown_table
+from fem_cli.report.timing import CAPTION as TIME_CAPTION
+from fem_cli.report.timing import HEADER as TIME_HEADER
+from fem_cli.report.timing import time_rows
 
 
 @dataclasses.dataclass
@@ -42,12 +45,18 @@ class ReportConfig:
         return Path(self.runs[0]) if len(self.runs) == 1 else Path(self.runs[0]).parent / "report"
 
 
-def collect(cfg: ReportConfig) -> dict[str, list[IterationFigures]]:
-    runs = {}
+def records(cfg: ReportConfig) -> dict[str, dict[str, Any]]:
+    """Each run's run.json, by run name (the folder where two runs share a name)."""
+    found: dict[str, dict[str, Any]] = {}
     for folder in map(Path, cfg.runs):
-        name = read_run(folder).get("name", folder.name)
-        runs[name if name not in runs else str(folder)] = collect_run(folder)
-    return runs
+        record = read_run(folder)
+        name = record.get("name", folder.name)
+        found[name if name not in found else str(folder)] = record
+    return found
+
+
+def collect(cfg: ReportConfig) -> dict[str, list[IterationFigures]]:
+    return {name: collect_run(folder) for name, folder in zip(records(cfg), map(Path, cfg.runs))}
 
 
 def run_report(cfg: ReportConfig) -> tuple[Path, dict[str, list[IterationFigures]], Comparison | None]:
@@ -66,6 +75,9 @@ def run_report(cfg: ReportConfig) -> tuple[Path, dict[str, list[IterationFigures
         pngs = ([group_plot] if group_plot else []) + pngs
     for name, iterations in runs.items():
         sections += [f"## {name}", "", markdown_table(iterations), ""]
+    timing = time_rows(records(cfg))
+    if timing:
+        sections += ["## Where the time went", "", markdown(TIME_HEADER, timing, TIME_CAPTION), ""]
     sections += [f"![{png.stem}]({png.name})" for png in pngs]
     with atomic_write(out / "report.md") as handle:
         handle.write("\n".join(sections) + "\n")

@@ -36,11 +36,13 @@ from fem_cli.models import ResolvedModel, load_model, load_tokenizer, resolve_mo
 from fem_cli.outputs import check_writable
 from fem_cli.provenance import provenance
 from fem_cli.records import TrainExample
+from fem_cli.runs import TRAIN_RECORD
 from fem_cli.runtime import resolve_precision
+from fem_cli.timings import loading
 from fem_cli.train.config import FinetuneConfig
 from fem_cli.train.data import IGNORE_INDEX, CompletionCollator, TokenizedData, tokenize_examples
 
-MARKER = "fem_train.json"
+MARKER = TRAIN_RECORD
 FEM_TRAIN_SCHEMA = 1
 # Either package serves Trainer's tensorboard reporting.
 REPORTER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
@@ -64,7 +66,8 @@ def run_finetune(cfg: FinetuneConfig) -> Path:
             "raise --max-length"
         )
     set_seed(cfg.seed)  # before the model: LoRA weights are initialized when they are added
-    model = _trainable_model(resolved, cfg)
+    with loading():
+        model = _trainable_model(resolved, cfg)
     precision = resolve_precision(cfg.precision)
 
     staging = out.parent / f".{out.name}.partial"
