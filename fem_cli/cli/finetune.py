@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fem_cli.cli.options import config_command
+from fem_cli.timings import loading
 from fem_cli.train.config import FinetuneConfig
 
 EXAMPLES = """Examples:
@@ -31,7 +32,8 @@ EXAMPLES = """Examples:
 @config_command(FinetuneConfig, name="finetune", epilog=EXAMPLES)
 def finetune_command(cfg: FinetuneConfig) -> None:
     """Fine-tune a model on filtered rationales (the M-step), with the loss on completions only."""
-    from fem_cli.train.finetune import MARKER, run_finetune  # lazy: pulls in torch and transformers
+    with loading():  # counted as loading: the libraries the M-step needs
+        from fem_cli.train.finetune import MARKER, run_finetune  # lazy: pulls in torch and transformers
     folder = run_finetune(cfg)
     # torchrun and accelerate launch set RANK; one summary is enough.
     if os.environ.get("RANK", "0") == "0":
