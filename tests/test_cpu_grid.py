@@ -21,10 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("smollm2", "qwen-coder-0.5b")
 TASKS = ("arith", "arc_easy")
 SAMPLERS = ("rs", "star", "pps")
+# {model} x {task} x {sampler}, and qwen-coder-0.5b on arith_hard (where it starts between chance
+# and ceiling).
+CELLS = [(m, t) for m in MODELS for t in TASKS] + [("qwen-coder-0.5b", "arith_hard")]
 
 
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize(("model", "task"), CELLS)
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_cell_loads_and_evaluates_200_fixed_questions(model, task, sampler):
     cfg = build_config(LoopConfig, recipe=ROOT / "recipes" / "cpu" / f"{model}-{task}-{sampler}.yaml")
@@ -36,9 +38,9 @@ def test_every_cell_loads_and_evaluates_200_fixed_questions(model, task, sampler
         stage_config(cfg, stage, iteration, cfg.run_dir)
 
 
-def test_cpu_grid_has_exactly_the_twelve_cells():
+def test_cpu_grid_has_exactly_its_cells():
     cells = {p.stem for p in (ROOT / "recipes" / "cpu").glob("*.yaml") if not p.name.startswith("_")}
-    assert cells == {f"{m}-{t}-{s}" for m in MODELS for t in TASKS for s in SAMPLERS}
+    assert cells == {f"{m}-{t}-{s}" for m, t in CELLS for s in SAMPLERS}
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
@@ -59,6 +61,9 @@ def test_make_paper_runs_every_seed_and_reports_them_together(tmp_path):
         configs.append(build_config(LoopConfig, recipe=ROOT / args["--config"],
                                     overrides={"seed": int(args["--seed"]), "name": args["--name"]}))
     assert [(c.sampler, c.seed) for c in configs] == [(s, seed) for seed in (0, 1) for s in SAMPLERS]
+    # The first run evaluates the base model; every other run reuses that evaluation.
+    first_eval = str(configs[0].run_dir / "iter-0" / "eval")
+    assert [dict(zip(line[2::2], line[3::2])).get("--base-eval") for line in loops] == [None] + [first_eval] * 5
     assert report[2:-2] == [str(c.run_dir) for c in configs] and report[-2:] == ["--out", "runs/qwen-coder-0.5b-arith-report"]
 
     def grouping(cfg: LoopConfig) -> dict:
