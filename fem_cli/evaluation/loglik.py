@@ -34,10 +34,10 @@ from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, softmax, subject_breakdown
 from fem_cli.lengths import model_max_length
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer
-from fem_cli.timings import loading
 from fem_cli.records import EvalRecord, Question
 from fem_cli.tasks import loglik_format
 from fem_cli.tasks.loglik_formats import ChoiceRequest
+from fem_cli.timings import loading
 
 # The loglik protocol's confidence: the softmax over the choices' log-likelihoods.
 CHOICE_SOFTMAX = "choice_softmax"
