@@ -58,8 +58,10 @@ def test_make_paper_runs_every_seed_and_reports_them_together(tmp_path):
     configs = []
     for line in loops:
         args = dict(zip(line[2::2], line[3::2]))
-        configs.append(build_config(LoopConfig, recipe=ROOT / args["--config"],
-                                    overrides={"seed": int(args["--seed"]), "name": args["--name"]}))
+        overrides = {"seed": int(args["--seed"]), "name": args["--name"]}
+        if "--base-eval" in args:
+            overrides["base_eval"] = args["--base-eval"]
+        configs.append(build_config(LoopConfig, recipe=ROOT / args["--config"], overrides=overrides))
     assert [(c.sampler, c.seed) for c in configs] == [(s, seed) for seed in (0, 1) for s in SAMPLERS]
     # The first run evaluates the base model; every other run reuses that evaluation.
     first_eval = str(configs[0].run_dir / "iter-0" / "eval")

@@ -42,8 +42,9 @@ from fem_cli.runs import results_path, stage_output, stats_path, summary_path
 from fem_cli.tasks.swap import SWAP_SUFFIX
 
 # Config keys that may differ within a seed group: the seed itself, the name and folder that
-# tell seeds apart, and what a resumed run may change.
-NOT_GROUPING = {"seed", "name", "runs_dir", "restart", "iterations"}
+# tell seeds apart, what a resumed run may change, and a reused base evaluation (checked to be
+# the run's own; `make paper`'s first run has none).
+NOT_GROUPING = {"seed", "name", "runs_dir", "restart", "iterations", "base_eval"}
 # Key of the verified share of kept rationales in a filter stats or sample summary file.
 VERIFIED_KEY = "verified_share"
 # Outcomes[iteration][task][question_id] = correct
