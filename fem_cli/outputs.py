@@ -1,4 +1,5 @@
-"""Checking that an output can be written, before any work starts.
+"""Checking that an output can be written, before any work starts; folders built beside their
+target and renamed into place (`staging_folder`, `publish_folder`).
 
 A command that loads a model and generates for an hour must not fail at the end because its
 `--out` sits in a read-only folder, under `/proc`, or below a file. Every command that writes
@@ -13,10 +14,12 @@ write OUT: why`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 from fem_cli.errors import FemError
 
@@ -46,3 +49,21 @@ def check_writable(out: str | Path, kind: Literal["file", "folder", "renamed_fol
         raise FemError(f"cannot write {out}: cannot create files in {existing} ({err.strerror or err})") from None
     os.close(handle)
     os.unlink(probe)
+
+
+@contextlib.contextmanager
+def staging_folder(target: Path) -> Iterator[Path]:
+    """A fresh folder beside `target` (same file system, so publishing is a rename), always removed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_folder(folder: Path, target: Path) -> None:
+    """Rename a finished folder to `target`, replacing what was there."""
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(folder, target)

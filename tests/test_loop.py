@@ -301,7 +301,7 @@ def test_base_eval_is_reused_as_iteration_zero(finished_run, tmp_path, monkeypat
     assert (copied / "results.json").read_text() == (source / "results.json").read_text()
     stage = json.loads((cfg.run_dir / "run.json").read_text())["stages"]["0/evaluate"]
     assert stage["status"] == "done" and stage["reused_from"] == str(source)
-    assert not [p for p in copied.parent.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in copied.parent.iterdir() if p.name.startswith(".eval.")]  # no staging folder left
 
 
 def test_base_eval_made_with_another_config_is_refused(finished_run, tmp_path):

@@ -8,10 +8,9 @@ from fem_cli.cli.options import config_command
 from fem_cli.report.compare_tables import (
     GROUPS_CAPTION, comparison_caption, comparison_rows, group_rows, rich_table,
 )
-from fem_cli.report.run import ReportConfig, records, run_report
+from fem_cli.report.run import ReportConfig, run_report
 from fem_cli.report.timing import CAPTION as TIME_CAPTION
 from fem_cli.report.timing import HEADER as TIME_HEADER
-from fem_cli.report.timing import time_rows
 from fem_cli.report.tables import iterations_table
 
 EXAMPLES = """Examples:
@@ -28,11 +27,10 @@ EXAMPLES = """Examples:
 def report(cfg: ReportConfig) -> None:
     """Tables and plots per EM iteration: accuracy with intervals, acceptance rate, rationale length;
     several runs: grouped by seed and compared in pairs (bootstrap intervals, McNemar, Holm)."""
-    out, runs, comparison = run_report(cfg)
+    out, runs, comparison, timing = run_report(cfg)
     console = Console()
     for name, iterations in runs.items():
         console.print(iterations_table(name, iterations))
-    timing = time_rows(records(cfg))
     if timing:
         console.print(rich_table("where the time went", TIME_HEADER, timing, TIME_CAPTION))
     if comparison:

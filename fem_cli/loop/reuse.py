@@ -10,14 +10,12 @@ of its confidence intervals, which stay the original's).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
 
 from fem_cli.errors import FemError
 from fem_cli.evaluation.config import EvaluateConfig
+from fem_cli.outputs import publish_folder, staging_folder
 from fem_cli.provenance import as_jsonable
 from fem_cli.runs import results_path
 
@@ -26,8 +24,8 @@ def _is_greedy(config: EvaluateConfig) -> bool:
     return not config.temperature and config.num_samples == 1
 
 
-def check_reusable(source: Path, wanted: EvaluateConfig) -> dict[str, Any]:
-    """The source's results.json, once its config is checked against `wanted`."""
+def check_reusable(source: Path, wanted: EvaluateConfig) -> None:
+    """Refuse a source that is not a finished evaluation made with `wanted` (see above)."""
     path = results_path(source)
     if not path.is_file():
         raise FemError(f"--base-eval {source}: no {path.name} there (not a finished `fem evaluate` folder)")
@@ -41,18 +39,11 @@ def check_reusable(source: Path, wanted: EvaluateConfig) -> dict[str, Any]:
     if differ:
         shown = ", ".join(f"{key}: {theirs.get(key)!r} there, {ours.get(key)!r} here" for key in differ)
         raise FemError(f"--base-eval {source}: made with another evaluation config ({shown})")
-    return results
 
 
 def reuse_evaluation(source: Path, wanted: EvaluateConfig, target: Path) -> None:
     """Copy a checked evaluation folder to `target` (whole or not at all)."""
     check_reusable(source, wanted)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    with staging_folder(target) as staging:
         shutil.copytree(source, staging, dirs_exist_ok=True)
-        if target.exists():  # what an interrupted evaluation left there
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        publish_folder(staging, target)  # replaces what an interrupted evaluation left there

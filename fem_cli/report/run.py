@@ -55,14 +55,14 @@ def records(cfg: ReportConfig) -> dict[str, dict[str, Any]]:
     return found
 
 
-def collect(cfg: ReportConfig) -> dict[str, list[IterationFigures]]:
-    return {name: collect_run(folder) for name, folder in zip(records(cfg), map(Path, cfg.runs))}
-
-
-def run_report(cfg: ReportConfig) -> tuple[Path, dict[str, list[IterationFigures]], Comparison | None]:
+def run_report(
+    cfg: ReportConfig,
+) -> tuple[Path, dict[str, list[IterationFigures]], Comparison | None, list[list[str]]]:
+    """(output folder, each run's figures, the comparison of several runs, the time table's rows)."""
     out = cfg.out_dir
     check_writable(out, kind="folder")
-    runs = collect(cfg)
+    found = records(cfg)
+    runs = {name: collect_run(folder) for name, folder in zip(found, map(Path, cfg.runs))}
     # Compared before anything is written: runs that cannot be compared leave no half report.
     comparison = compare_runs(list(map(Path, cfg.runs)), cfg.seed, cfg.resamples) if len(cfg.runs) > 1 else None
     pngs = plot_runs(runs, out)
@@ -75,10 +75,10 @@ def run_report(cfg: ReportConfig) -> tuple[Path, dict[str, list[IterationFigures
         pngs = ([group_plot] if group_plot else []) + pngs
     for name, iterations in runs.items():
         sections += [f"## {name}", "", markdown_table(iterations), ""]
-    timing = time_rows(records(cfg))
+    timing = time_rows(found)
     if timing:
         sections += ["## Where the time went", "", markdown(TIME_HEADER, timing, TIME_CAPTION), ""]
     sections += [f"![{png.stem}]({png.name})" for png in pngs]
     with atomic_write(out / "report.md") as handle:
         handle.write("\n".join(sections) + "\n")
-    return out, runs, comparison
+    return out, runs, comparison, timing
