@@ -44,11 +44,13 @@ def write_recipe(folder: Path, tiny_model: Path, questions: Path, **changes) -> 
         "seed": 1,
         # The tiny model writes an answer line in about 1 draw in 8: enough draws that every
         # iteration keeps some whatever the seed.
-        # Batches of 4 questions: a kill during sampling or evaluation finds finished batches to reuse.
+        # Sampling saves every 4 questions: a kill during sampling or evaluation finds finished batches to reuse.
+        # The evaluation saves every 2 (6 batches): after the first is seen, the stop must land
+        # before the stage ends, and 3 batches of the trained tiny model sometimes ended first.
         "sample": {"backend": "hf", "max_new_tokens": 48, "num_samples": 8, "checkpoint_every": 4},
         "filter": {"min_words": 0},
         "finetune": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3},
-        "evaluate": {"backend": "hf", "max_new_tokens": 16, "checkpoint_every": 4},
+        "evaluate": {"backend": "hf", "max_new_tokens": 16, "checkpoint_every": 2},
         **changes,
     }
     path = folder / "recipe.yaml"
