@@ -98,13 +98,15 @@ def resolve_dtype(requested: str, engine: str, hardware: Hardware | None = None)
     transformers on a CPU keeps float32 even with native bf16: bf16's coarse rounding makes a
     sample depend on the shape of the batch it was decoded in (the same seed at two batch sizes
     gave different files on the tiny test model), which breaks fem's byte-identical-at-any-batch-
-    size contract, and moves log-likelihoods far more than lm-eval's 1e-3 agreement allows."""
+    size contract, and moves log-likelihoods far more than lm-eval's 1e-3 agreement allows. In
+    float32 a real model's products also round differently at different row counts, but a draw
+    changes rarely (SmolLM2, 128 draws decoded 32, 64 or 128 rows at a time: 1-2 differ)."""
     check_dtype(requested)
     if requested != "auto":
         return requested, f"--dtype {requested}"
     hardware = hardware or detect_hardware()
     if engine == "hf" and not hardware.cuda:
-        return "float32", "auto: transformers on CPU keeps float32, so samples do not depend on the batch size"
+        return "float32", "auto: transformers on CPU keeps float32 (bf16 rounding makes draws depend on the batch size)"
     native, why = native_bf16(hardware)
     if native:
         return "bfloat16", f"auto: {why}"

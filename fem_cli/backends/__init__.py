@@ -38,7 +38,7 @@ class BackendSettings:
 
     backend: str = option("auto", "Generation backend: auto (vLLM when installed, else hf), hf (transformers) or vllm.")
     batch_size: int = option(64, "hf backend: sequences decoded together (a finished one is replaced at once by the next prompt's).")
-    dtype: str = option("auto", "Weights dtype: auto (a GPU: bfloat16 where it has bf16, else float16; a CPU: float32 on transformers, so samples do not depend on the batch size, and on vllm bfloat16 where AVX512-BF16 or AMX compute it natively), float32, bfloat16, float16.")
+    dtype: str = option("auto", "Weights dtype: auto (a GPU: bfloat16 where it has bf16, else float16; a CPU: float32 on transformers (in bf16 draws depend on the batch size), and on vllm bfloat16 where AVX512-BF16 or AMX compute it natively), float32, bfloat16, float16.")
     threads: Optional[int] = option(None, "CPU threads of this process (default: $OMP_NUM_THREADS, else all it may use).")
     tensor_parallel_size: int = option(1, "vllm backend: GPUs per model.")
     max_model_len: int = option(2048, "vllm backend: longest prompt + completion.")
