@@ -179,7 +179,7 @@ def naive_logliks(model, tokenizer, request: ChoiceRequest) -> list[float]:
     return values
 
 
-def test_shared_context_scorer_matches_naive_forward(tiny) -> None:
+def test_shared_context_scorer_matches_naive_forward(tiny, monkeypatch) -> None:
     model, tokenizer = tiny
     questions = [
         (question("Which of these animals is a mammal?", ["shark", "a dolphin breathes air with lungs", "trout", "octopus"], subject="biology"), "arc_easy"),
@@ -187,10 +187,19 @@ def test_shared_context_scorer_matches_naive_forward(tiny) -> None:
         (question("What is 7 plus 5?", ["12", "13", "35", "2", "75"], subject="elementary_mathematics"), "mmlu"),
         (question("first we add the numbers, then we compare the result with each choice", ["x", "the closest one", "y z"]), "arc_challenge"),
         (question("The sun is a", ["star", "planet"]), "openbookqa"),
+        # Same subject, same length: one batch whose contexts share the subject line.
+        (question("What is 8 plus 5?", ["13", "12", "3", "40"], subject="elementary_mathematics"), "mmlu"),
+        (question("What is 9 plus 5?", ["14", "13", "4", "45"], subject="elementary_mathematics"), "mmlu"),
     ]
     requests = [choice_request(task, q) for q, task in questions]
-    # Batches of two: left-padded contexts of different lengths, 2 to 5 choices, 1 to 8 tokens each.
-    batched = LoglikScorer(model, tokenizer, batch_size=2).score(requests)
+    # Batches of two: left-padded contexts of different lengths, 2 to 5 choices, 1 to 8 tokens
+    # each, and contexts that share a prefix (read from a cache).
+    scorer = LoglikScorer(model, tokenizer, batch_size=2)
+    encoded_prefixes = []
+    encode_prefix = scorer._encode_prefix
+    monkeypatch.setattr(scorer, "_encode_prefix", lambda prefix: encoded_prefixes.append(prefix) or encode_prefix(prefix))
+    batched = scorer.score(requests)
+    assert max(len(prefix) for prefix in encoded_prefixes) > 10  # the MMLU pair's subject line
     for request, logliks in zip(requests, batched):
         assert logliks == pytest.approx(naive_logliks(model, tokenizer, request), abs=1e-4)
 
@@ -203,6 +212,16 @@ def test_pack_layout_by_hand() -> None:
     assert packed.positions == [[0, 1, 2, 0], [0, 0, 1, 2]]
     assert packed.segments == [[0, 0, 1, -1], [-1, 0, 1, 1]]
     assert packed.targets == [[4, 0], [8, 9]]
+
+
+def test_pack_layout_after_a_shared_prefix_by_hand() -> None:
+    # Both contexts start with [1, 2]: rows hold what follows, positions continue after it.
+    packed = pack([([1, 2, 3], [[4], [5]]), ([1, 2, 6, 7], [[8, 9]])], pad=0, shared=2)
+    assert packed.span == 1
+    assert packed.ids == [[0, 3, 0], [6, 7, 8]]
+    assert packed.positions == [[0, 2, 0], [2, 3, 4]]
+    assert packed.segments == [[-1, 0, -1], [0, 0, 1]]
+    assert packed.targets == [[0], [9]]
 
 
 def test_encode_pair_moves_trailing_space_to_the_continuation(tiny) -> None:

@@ -55,6 +55,12 @@ def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     return shared
 
 
+def cache_argument(model: Any) -> str:
+    """The name of `model.forward`'s cache argument: transformers 5.2x renamed
+    `past_key_values` to `cache` (the old name goes in 5.40)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _own_tokens_visible(attention_mask: torch.Tensor | None, queries: int, keys: int) -> torch.Tensor | None:
     """Which of a row's own keys each query sees, broadcastable to [rows, heads, queries, keys];
     None: all. transformers hands over None when the 2-D mask has no padding, and then only
@@ -120,8 +126,7 @@ class PrefixEncoder:
         # Only the last position's logits are read; the rest would be a (length x vocabulary)
         # matrix per row, computed and thrown away.
         self.last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
-        # transformers 5.2x renamed `past_key_values` to `cache` (the old name goes in 5.40).
-        self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
+        self.cache_argument = cache_argument(model)
 
     def forward(self, input_ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor, cache: Cache, prefix: SharedPrefix, **extra) -> torch.Tensor:
         """Next-token logits of every row, as float32 on the CPU (sampling runs there with

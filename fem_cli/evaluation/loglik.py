@@ -16,7 +16,9 @@ context move to its continuation. Per-choice log-likelihoods agree with lm-eval'
 Faster than lm-eval, which runs context + continuation once per choice: here a question's context
 is encoded once and its choices' tokens follow it in the same row, each choice masked from the
 others (a tree attention mask), so a batch of questions is one forward pass and logits are only
-computed where a continuation token is predicted.
+computed where a continuation token is predicted. The tokens every context of a batch starts
+with (MMLU's "The following are multiple choice questions (with answers) about", 9 % of its
+tokens) are encoded once per batch, and every row reads their keys and values from a cache.
 
     fem evaluate --model smollm2 --task arc_easy,openbookqa --protocol loglik --out eval/loglik
 """
@@ -28,9 +30,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from transformers.cache_utils import DynamicCache
 
 from fem_cli import runtime
 from fem_cli.backends.packed_linear import pack_linear_layers
+from fem_cli.backends.prefix import cache_argument, shared_prefix_length
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, softmax, subject_breakdown
 from fem_cli.lengths import model_max_length
@@ -94,22 +98,24 @@ class PackedBatch:
     span: int  # width of the block of choice tokens after the contexts
 
 
-def pack(batch: list[tuple[list[int], list[list[int]]]], pad: int) -> PackedBatch:
-    """Row q: question q's context, left-padded so that every context ends in the same column,
-    then all its choices' tokens side by side (each choice without its last token, which
-    predicts nothing), right-padded. Choice positions restart after the context, and the mask
-    built from `segments` lets a choice see only the context and itself: each choice reads the
-    context as if alone, while the context is encoded once for all of them."""
-    width = max(len(context) for context, _ in batch)
+def pack(batch: list[tuple[list[int], list[list[int]]]], pad: int, shared: int = 0) -> PackedBatch:
+    """Row q: question q's context after its first `shared` tokens (a prefix all rows share,
+    read from a cache), left-padded so that every context ends in the same column, then all its
+    choices' tokens side by side (each choice without its last token, which predicts nothing),
+    right-padded. Choice positions restart after the context, and the mask built from
+    `segments` lets a choice see only the context and itself: each choice reads the context as
+    if alone, while the context is encoded once for all of them."""
+    width = max(len(context) - shared for context, _ in batch)
     span = max(sum(len(choice) - 1 for choice in choices) for _, choices in batch)
     packed = PackedBatch([], [], [], [], span)
     for context, choices in batch:
-        left, right = width - len(context), span - sum(len(choice) - 1 for choice in choices)
-        packed.ids.append([pad] * left + context + [t for c in choices for t in c[:-1]] + [pad] * right)
+        own = context[shared:]
+        left, right = width - len(own), span - sum(len(choice) - 1 for choice in choices)
+        packed.ids.append([pad] * left + own + [t for c in choices for t in c[:-1]] + [pad] * right)
         packed.positions.append(
-            [0] * left + list(range(len(context))) + [len(context) + j for c in choices for j in range(len(c) - 1)] + [0] * right
+            [0] * left + list(range(shared, len(context))) + [len(context) + j for c in choices for j in range(len(c) - 1)] + [0] * right
         )
-        packed.segments.append([-1] * left + [0] * len(context) + [i + 1 for i, c in enumerate(choices) for _ in c[:-1]] + [-1] * right)
+        packed.segments.append([-1] * left + [0] * len(own) + [i + 1 for i, c in enumerate(choices) for _ in c[:-1]] + [-1] * right)
         packed.targets.append([t for c in choices for t in c[1:]] + [pad] * right)
     return packed
 
@@ -126,6 +132,7 @@ class LoglikScorer:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
+        self.cache_argument = cache_argument(model)
 
     def score(self, requests: Sequence[ChoiceRequest], on_progress: Callable[[int], None] | None = None) -> list[list[float]]:
         """Per request, the log-likelihood of each choice's continuation, in choice order."""
@@ -134,24 +141,36 @@ class LoglikScorer:
         # compute goes to padding.
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]) - sum(len(c) - 1 for c in encoded[i][1]))
         results: list[list[float]] = [[] for _ in encoded]
+        # Each distinct shared prefix is encoded once per call: encoding a dozen tokens reads
+        # every weight, which costs as much as the prefix saves in a batch.
+        prefixes: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            for index, logliks in zip(batch, self._score_batch([encoded[i] for i in batch])):
+            for index, logliks in zip(batch, self._score_batch([encoded[i] for i in batch], prefixes)):
                 results[index] = logliks
             if on_progress:
                 on_progress(min(start + self.batch_size, len(order)))
         return results
 
     @torch.inference_mode()
-    def _score_batch(self, batch: list[tuple[list[int], list[list[int]]]]) -> list[list[float]]:
-        packed = pack(batch, self.tokenizer.pad_token_id)
+    def _score_batch(
+        self, batch: list[tuple[list[int], list[list[int]]]], prefixes: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]]
+    ) -> list[list[float]]:
+        shared = shared_prefix_length([context for context, _ in batch])
+        packed = pack(batch, self.tokenizer.pad_token_id, shared)
+        prefix = {"use_cache": False}
+        if shared:
+            key = tuple(batch[0][0][:shared])
+            if key not in prefixes:
+                prefixes[key] = self._encode_prefix(list(key))
+            prefix = {"use_cache": True, self.cache_argument: self._rows_cache(prefixes[key], len(batch))}
         out = self.model(
             input_ids=torch.tensor(packed.ids, device=self.device),
-            attention_mask=self._choice_mask(torch.tensor(packed.segments, device=self.device)),
+            attention_mask=self._choice_mask(torch.tensor(packed.segments, device=self.device), shared),
             position_ids=torch.tensor(packed.positions, device=self.device),
-            use_cache=False,
             # The last context token predicts every choice's first token; the rest are choice tokens.
             logits_to_keep=packed.span + 1,
+            **prefix,
         )
         logits = out.logits.float()
         first = torch.log_softmax(logits[:, 0, :], dim=-1).cpu()
@@ -168,15 +187,30 @@ class LoglikScorer:
             results.append(logliks)
         return results
 
-    def _choice_mask(self, segment: torch.Tensor) -> torch.Tensor:
-        """Additive 4D attention mask (batch, 1, query, key): a query sees earlier keys of the
-        context and of its own segment. Every query also sees itself, so that padding rows are
-        never fully masked (fully masked rows turn into NaN)."""
-        length = segment.shape[1]
+    def _encode_prefix(self, prefix: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's keys and values of `prefix`."""
+        cache = DynamicCache()
+        self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True, logits_to_keep=1, **{self.cache_argument: cache})
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    @staticmethod
+    def _rows_cache(layers: list[tuple[torch.Tensor, torch.Tensor]], rows: int) -> DynamicCache:
+        """A cache holding the prefix as the past of each of `rows` rows (views, not copies)."""
+        cache = DynamicCache()
+        for index, (keys, values) in enumerate(layers):
+            cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), index)
+        return cache
+
+    def _choice_mask(self, segment: torch.Tensor, shared: int) -> torch.Tensor:
+        """Additive 4D attention mask (batch, 1, query, key): a query sees the `shared` prefix,
+        and earlier keys of the context and of its own segment. Every query also sees itself,
+        so that padding rows are never fully masked (fully masked rows turn into NaN)."""
+        rows, length = segment.shape
         causal = torch.ones(length, length, dtype=torch.bool, device=self.device).tril()
         key, query = segment[:, None, :], segment[:, :, None]
         allowed = causal & (key >= 0) & ((key == 0) | (key == query))
         allowed |= torch.eye(length, dtype=torch.bool, device=self.device)
+        allowed = torch.cat([torch.ones(rows, length, shared, dtype=torch.bool, device=self.device), allowed], dim=-1)
         dtype = self.model.dtype
         mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device).masked_fill(~allowed, torch.finfo(dtype).min)
         return mask[:, None, :, :]
