@@ -75,6 +75,9 @@ class FusedGatedMLP(torch.nn.Module):
         return self.down_proj(hidden)
 
 
+_SILU = {"SiLU", "SiLUActivation"}  # torch's and transformers' SiLU modules
+
+
 def _fuse_gated_mlp(mlp: torch.nn.Module) -> FusedGatedMLP | None:
     """The fused form of `mlp`, or None unless it is a gated SiLU MLP over packed layers that
     computes the same as its fused form (checked on a random input: the attribute names alone
@@ -89,9 +92,6 @@ def _fuse_gated_mlp(mlp: torch.nn.Module) -> FusedGatedMLP | None:
         expected, got = mlp(probe), fused(probe)
     # Relative to the output's scale: random inputs make outputs in the thousands.
     return fused if float((got - expected).abs().max()) <= 1e-5 * float(expected.abs().max()) else None
-
-
-_SILU = {"SiLU", "SiLUActivation"}
 
 
 def pack_linear_layers(model: torch.nn.Module) -> int:

@@ -18,7 +18,7 @@ is encoded once and its choices' tokens follow it in the same row, each choice m
 others (a tree attention mask), so a batch of questions is one forward pass and logits are only
 computed where a continuation token is predicted. The tokens every context of a batch starts
 with (MMLU's "The following are multiple choice questions (with answers) about", 9 % of its
-tokens) are encoded once per batch, and every row reads their keys and values from a cache.
+tokens) are encoded once per call, and every row reads their keys and values from a cache.
 
     fem evaluate --model smollm2 --task arc_easy,openbookqa --protocol loglik --out eval/loglik
 """
