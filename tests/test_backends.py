@@ -200,7 +200,7 @@ def test_continuous_batch_keeps_every_rows_own_sequence(monkeypatch):
     add([(3, [31.0, 32.0])])  # joins a running batch, its prompt ending at the current column
     step()
     check()
-    batch.keep([1, 2])  # row 1 leaves: the columns of its longer prompt are dead for the others
+    batch.keep([1, 2])  # prompt 1 leaves, prompt 3 takes its slot: the columns of its longer prompt are dead for the others
     check()
     assert batch.attention.shape[1] < 3 + 4 + 1
     step()

@@ -62,8 +62,10 @@ class SlotLayer(DynamicLayer):
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.dtype, self.device = key_states.dtype, key_states.device
         heads = key_states.shape[1]
-        self.key_buffer = key_states.new_empty(self.max_rows, heads, self.capacity, key_states.shape[-1])
-        self.value_buffer = value_states.new_empty(self.max_rows, heads, self.capacity, value_states.shape[-1])
+        # Zeros, not empty memory: masked columns are still multiplied (by a weight of 0), and
+        # leftover bytes could read as NaN or infinity, which 0 does not cancel.
+        self.key_buffer = key_states.new_zeros(self.max_rows, heads, self.capacity, key_states.shape[-1])
+        self.value_buffer = value_states.new_zeros(self.max_rows, heads, self.capacity, value_states.shape[-1])
         self.is_initialized = True
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> LayerKV:
@@ -86,7 +88,7 @@ class SlotLayer(DynamicLayer):
                 return
             for name in ("key_buffer", "value_buffer"):
                 old = getattr(self, name)
-                new = old.new_empty(old.shape[0], old.shape[1], self.capacity, old.shape[3])
+                new = old.new_zeros(old.shape[0], old.shape[1], self.capacity, old.shape[3])
                 new[:, :, : self.length] = old[:, :, : self.length]
                 setattr(self, name, new)
 
@@ -115,15 +117,12 @@ class SlotLayer(DynamicLayer):
         self.length -= end - start
         self._expose()
 
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        """Keep rows `indices` (ascending), moved up in place: only rows after the first dropped
-        one are copied, and only their filled part."""
-        kept = len(indices)
-        unchanged = int((indices == torch.arange(kept, device=indices.device)).cumprod(0).sum())
-        if unchanged < kept:
-            moved = indices[unchanged:]
-            self.key_buffer[unchanged:kept, :, : self.length] = self.key_buffer[moved, :, : self.length]
-            self.value_buffer[unchanged:kept, :, : self.length] = self.value_buffer[moved, :, : self.length]
+    def fill_holes(self, holes: torch.Tensor, movers: torch.Tensor, kept: int) -> None:
+        """Keep the first `kept` rows, rows `movers` taking the places of rows `holes` (all below
+        `kept`): only as many rows are copied as have left, and only their filled part."""
+        if len(holes):
+            self.key_buffer[holes, :, : self.length] = self.key_buffer[movers, :, : self.length]
+            self.value_buffer[holes, :, : self.length] = self.value_buffer[movers, :, : self.length]
         self.rows = kept
         self._expose()
 
@@ -172,25 +171,36 @@ class _DecodeBatch:
         self.logits = logits if self.logits is None else torch.cat([self.logits, logits])
         self.rows += rows
 
-    def keep(self, slots: list[int]) -> None:
-        index = torch.tensor(slots, dtype=torch.long)
+    def keep(self, slots: list[int]) -> torch.Tensor:
+        """Keep rows `slots` (ascending); the old slot of each row kept, in its new order. A row
+        past the kept count moves into a slot that was left; the others stay where they are (a
+        row's samples do not depend on its slot)."""
+        kept, staying = len(slots), set(slots)
+        holes = [slot for slot in range(kept) if slot not in staying]
+        movers = [slot for slot in slots if slot >= kept]
+        order = list(range(kept))
+        for hole, mover in zip(holes, movers):
+            order[hole] = mover
+        index = torch.tensor(order, dtype=torch.long)
+        holes_index, movers_index = torch.tensor(holes, dtype=torch.long), torch.tensor(movers, dtype=torch.long)
         for layer in self.layers:
-            layer.batch_select_indices(index)
+            layer.fill_holes(holes_index, movers_index, kept)
         self.attention = self.attention[index]
         self.next_position = self.next_position[index]
         self.logits = self.logits[index] if self.logits is not None else None
-        self.rows = [self.rows[slot] for slot in slots]
+        self.rows = [self.rows[slot] for slot in order]
         if not self.rows:
             for layer in self.layers:
                 layer.empty_to(0)
             self.attention = self.attention[:, :0]
-            return
+            return index
         # Leading columns that no live row attends to: what finished rows left.
         dead = int(self.attention.argmax(dim=1).min())
         if dead >= DEAD_COLUMNS_TO_DROP:
             for layer in self.layers:
                 layer.drop_columns(0, dead)
             self.attention = self.attention[:, dead:]
+        return index
 
 
 class HFBackend:
@@ -285,12 +295,13 @@ class HFBackend:
         return results
 
     @torch.inference_mode()
-    def _prefill(self, context: SharedPrefix, prompts: list[list[int]], n: int):
-        """Encode prompts after the shared context, each once for its `n` samples. Returns the
-        cache, mask and logits of each prompt repeated for its samples."""
-        cache, prompt_mask, logits = self.encoder.encode_rests(context, prompts)
-        layer_kv = [(layer.keys.repeat_interleave(n, 0), layer.values.repeat_interleave(n, 0)) for layer in cache.layers]
-        return layer_kv, prompt_mask.repeat_interleave(n, 0), logits.repeat_interleave(n, 0)
+    def _prefill(self, context: SharedPrefix, prompt: list[int], n: int):
+        """Encode one prompt after the shared context, once for its `n` samples: its cache, mask
+        and logits, as `n` rows. One prompt at a time: no padding to compute, and a prompt's
+        encoding never depends on which prompts join the batch with it."""
+        cache, prompt_mask, logits = self.encoder.encode_rests(context, [prompt])
+        layer_kv = [(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)) for layer in cache.layers]
+        return layer_kv, prompt_mask.expand(n, -1), logits.expand(n, -1)
 
     @torch.inference_mode()
     def _generate_group(
@@ -312,13 +323,10 @@ class HFBackend:
         outputs: list[list[Completion | None]] = [[None] * n for _ in prompts]
         while waiting or batch.rows:
             admit = min(len(waiting), (max_rows - len(batch.rows)) // n)
-            if admit:
-                admitted = [waiting.popleft() for _ in range(admit)]
-                layer_kv, prompt_mask, logits = self._prefill(shared, [prompts[p] for p in admitted], n)
-                rows = [
-                    _Row(p, j, torch.Generator().manual_seed(derive_seed(seeds[p], j))) for p in admitted for j in range(n)
-                ]
-                batch.add(rows, layer_kv, prompt_mask, logits)
+            for _ in range(admit):
+                p = waiting.popleft()
+                rows = [_Row(p, j, torch.Generator().manual_seed(derive_seed(seeds[p], j))) for j in range(n)]
+                batch.add(rows, *self._prefill(shared, prompts[p], n))
             tokens = self._sample(batch.logits, [row.generator for row in batch.rows], settings)
             report(len(batch.rows))
             keep = []
@@ -331,8 +339,7 @@ class HFBackend:
                 if all(outputs[row.prompt]):
                     finished(row.prompt, outputs[row.prompt])  # type: ignore[arg-type]
             if len(keep) < len(batch.rows):
-                batch.keep(keep)
-                tokens = tokens[keep]
+                tokens = tokens[batch.keep(keep)]
             if not batch.rows:
                 continue
             batch.attention = torch.cat([batch.attention, batch.attention.new_ones(len(batch.rows), 1)], dim=1)
