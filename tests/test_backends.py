@@ -168,7 +168,7 @@ def test_continuous_batch_keeps_every_rows_own_sequence(monkeypatch):
     from fem_cli.backends import hf
 
     monkeypatch.setattr(hf, "DEAD_COLUMNS_TO_DROP", 1)
-    batch = hf._DecodeBatch(num_layers=1, max_rows=3, context_length=2, capacity=4)
+    batch = hf._DecodeBatch(num_layers=1, max_rows=5, context_length=2, capacity=4)
     expected: dict[int, list[float]] = {}
 
     def add(tags_and_prompts: list[tuple[int, list[float]]]) -> None:
@@ -211,5 +211,13 @@ def test_continuous_batch_keeps_every_rows_own_sequence(monkeypatch):
     check()
     batch.keep([])
     add([(6, [61.0, 62.0, 63.0, 64.0, 65.0])])  # an empty batch takes a prompt of any width
+    step()
+    check()
+    add([(7, [71.0, 72.0]), (8, [81.0]), (9, [91.0, 92.0]), (10, [101.0])])
+    step()
+    # Two rows leave from the middle: the last two rows take their slots, the others stay put.
+    moved = batch.keep([1, 3, 4])
+    assert moved.tolist() == [3, 1, 4] and [row.prompt for row in batch.rows] == [9, 7, 10]
+    check()
     step()
     check()
