@@ -143,3 +143,12 @@ def test_a_truncated_last_line_names_its_line(tmp_path, record_type):
     path.write_text('\n{"b": ')
     with pytest.raises(FemError, match=rf"^{path}:2: not valid JSON"):
         read_jsonl(path, record_type)
+
+
+def test_a_column_name_with_a_line_break_is_quoted(tmp_path):
+    """Found by the property test above: a column named "\\n" broke the one-line error."""
+    path = tmp_path / "q.jsonl"
+    path.write_bytes(b'{"\\n": null}')
+    with pytest.raises(FemError) as raised:
+        load_questions(str(path), "validation")
+    assert str(raised.value).startswith(f"{path}:1: columns '\\n' match no known schema") and "\n" not in str(raised.value)

@@ -195,7 +195,10 @@ def detect_schema(columns: Iterable[str], where: str) -> Schema:
         if schema.columns <= present:
             return schema
     known = "; ".join(f"{s.name}: {', '.join(sorted(s.columns))}" for s in CONVERTERS.values())
-    raise FemError(f"{where}: columns {', '.join(sorted(present)) or '(none)'} match no known schema ({known})")
+    # A column name may hold any character, a line break too: odd ones are shown quoted, so the
+    # message stays one line.
+    shown = ", ".join(name if name.isprintable() else repr(name) for name in sorted(present))
+    raise FemError(f"{where}: columns {shown or '(none)'} match no known schema ({known})")
 
 
 def convert_rows(schema: Schema, rows: list[Row], split: str, locate: Callable[[int], str]) -> list[Question]:
