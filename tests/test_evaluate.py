@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fem_cli.answers import read_answer
+from fem_cli.backends.prefix import cached_prefix_lengths
 from fem_cli.cli.main import app
 from fem_cli.evaluation import RESULTS_FILE, EvaluateConfig
 from fem_cli.evaluation.loglik import (
@@ -193,13 +194,15 @@ def test_shared_context_scorer_matches_naive_forward(tiny, monkeypatch) -> None:
     ]
     requests = [choice_request(task, q) for q, task in questions]
     # Batches of two: left-padded contexts of different lengths, 2 to 5 choices, 1 to 8 tokens
-    # each, and contexts that share a prefix (read from a cache).
-    scorer = LoglikScorer(model, tokenizer, batch_size=2)
+    # each, and prefixes of different lengths read from a cache (the MMLU subject line, and the
+    # openbookqa pair's first word, each shared by at least two contexts).
+    scorer = LoglikScorer(model, tokenizer, batch_size=2, min_sharing=2)
     encoded_prefixes = []
-    encode_prefix = scorer._encode_prefix
-    monkeypatch.setattr(scorer, "_encode_prefix", lambda prefix: encoded_prefixes.append(prefix) or encode_prefix(prefix))
+    encode_prefixes = scorer._encode_prefixes
+    monkeypatch.setattr(scorer, "_encode_prefixes", lambda prefixes: encoded_prefixes.extend(prefixes) or encode_prefixes(prefixes))
     batched = scorer.score(requests)
-    assert max(len(prefix) for prefix in encoded_prefixes) > 10  # the MMLU pair's subject line
+    assert len(encoded_prefixes) >= 2
+    assert max(len(prefix) for prefix in encoded_prefixes) > 10  # the MMLU questions' subject line
     for request, logliks in zip(requests, batched):
         assert logliks == pytest.approx(naive_logliks(model, tokenizer, request), abs=1e-4)
 
@@ -216,12 +219,30 @@ def test_pack_layout_by_hand() -> None:
 
 def test_pack_layout_after_a_shared_prefix_by_hand() -> None:
     # Both contexts start with [1, 2]: rows hold what follows, positions continue after it.
-    packed = pack([([1, 2, 3], [[4], [5]]), ([1, 2, 6, 7], [[8, 9]])], pad=0, shared=2)
+    packed = pack([([1, 2, 3], [[4], [5]]), ([1, 2, 6, 7], [[8, 9]])], pad=0, cached=[2, 2])
     assert packed.span == 1
     assert packed.ids == [[0, 3, 0], [6, 7, 8]]
     assert packed.positions == [[0, 2, 0], [2, 3, 4]]
     assert packed.segments == [[-1, 0, -1], [0, 0, 1]]
     assert packed.targets == [[0], [9]]
+
+
+def test_pack_layout_after_prefixes_of_different_lengths_by_hand() -> None:
+    # Row 0 reads 1 token from the cache, row 1 reads 3: each row's positions go on after its own.
+    packed = pack([([1, 2, 3], [[4], [5]]), ([1, 5, 6, 7], [[8, 9]])], pad=0, cached=[1, 3])
+    assert packed.ids == [[2, 3, 0], [0, 7, 8]]
+    assert packed.positions == [[1, 2, 0], [0, 3, 4]]
+    assert packed.segments == [[0, 0, -1], [-1, 0, 1]]
+
+
+def test_cached_prefix_lengths_by_hand() -> None:
+    rows = [[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 6], [1, 2, 3, 4, 7], [9, 9]]
+    # Shared by two: [1, 2, 3, 4] by rows 0 and 3 (row 0 keeps its last token), [1, 2, 3] by
+    # rows 0, 1, 3; row 2 shares [1, 2]; row 4 shares nothing.
+    assert cached_prefix_lengths(rows, 2) == [3, 3, 2, 4, 0]
+    assert cached_prefix_lengths(rows, 3) == [3, 3, 2, 3, 0]
+    assert cached_prefix_lengths(rows, 4) == [2, 2, 2, 2, 0]
+    assert cached_prefix_lengths(rows, 6) == [0, 0, 0, 0, 0]
 
 
 def test_encode_pair_moves_trailing_space_to_the_continuation(tiny) -> None:

@@ -55,6 +55,22 @@ def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     return shared
 
 
+def cached_prefix_lengths(rows: Sequence[Sequence[int]], min_sharing: int) -> list[int]:
+    """Per row, the length of the longest prefix that at least `min_sharing` rows (itself
+    included) start with, leaving the row at least one token of its own. In token order the rows
+    that share a prefix are neighbours, so each window of `min_sharing` neighbours shares the
+    common prefix of its first and last row."""
+    lengths = [0] * len(rows)
+    order = sorted(range(len(rows)), key=lambda i: list(rows[i]))
+    for start in range(len(order) - min_sharing + 1):
+        window = order[start : start + min_sharing]
+        first, last = rows[window[0]], rows[window[-1]]
+        common = next((i for i, (a, b) in enumerate(zip(first, last)) if a != b), min(len(first), len(last)))
+        for i in window:
+            lengths[i] = max(lengths[i], min(common, len(rows[i]) - 1))
+    return lengths
+
+
 def cache_argument(model: Any) -> str:
     """The name of `model.forward`'s cache argument: transformers 5.2x renamed
     `past_key_values` to `cache` (the old name goes in 5.40)."""

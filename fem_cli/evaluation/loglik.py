@@ -16,9 +16,10 @@ context move to its continuation. Per-choice log-likelihoods agree with lm-eval'
 Faster than lm-eval, which runs context + continuation once per choice: here a question's context
 is encoded once and its choices' tokens follow it in the same row, each choice masked from the
 others (a tree attention mask), so a batch of questions is one forward pass and logits are only
-computed where a continuation token is predicted. The tokens every context of a batch starts
-with (MMLU's "The following are multiple choice questions (with answers) about", 9 % of its
-tokens) are encoded once per call, and every row reads their keys and values from a cache.
+computed where a continuation token is predicted. A prefix that many contexts start with
+(MMLU's "The following are multiple choice questions (with answers) about <subject>.", 15 % of
+its tokens) is encoded once per call, and every row that starts with it reads its keys and
+values from a cache.
 
     fem evaluate --model smollm2 --task arc_easy,openbookqa --protocol loglik --out eval/loglik
 """
@@ -34,7 +35,7 @@ from transformers.cache_utils import DynamicCache
 
 from fem_cli import runtime
 from fem_cli.backends.packed_linear import pack_linear_layers
-from fem_cli.backends.prefix import cache_argument, shared_prefix_length
+from fem_cli.backends.prefix import cache_argument, cached_prefix_lengths
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, softmax, subject_breakdown
 from fem_cli.lengths import model_max_length
@@ -98,26 +99,30 @@ class PackedBatch:
     span: int  # width of the block of choice tokens after the contexts
 
 
-def pack(batch: list[tuple[list[int], list[list[int]]]], pad: int, shared: int = 0) -> PackedBatch:
-    """Row q: question q's context after its first `shared` tokens (a prefix all rows share,
-    read from a cache), left-padded so that every context ends in the same column, then all its
-    choices' tokens side by side (each choice without its last token, which predicts nothing),
+def pack(batch: list[tuple[list[int], list[list[int]]]], pad: int, cached: Sequence[int] | None = None) -> PackedBatch:
+    """Row q: question q's context after its first `cached[q]` tokens (a prefix read from a
+    cache), left-padded so that every context ends in the same column, then all its choices'
+    tokens side by side (each choice without its last token, which predicts nothing),
     right-padded. Choice positions restart after the context, and the mask built from
     `segments` lets a choice see only the context and itself: each choice reads the context as
     if alone, while the context is encoded once for all of them."""
-    width = max(len(context) - shared for context, _ in batch)
+    cached = cached or [0] * len(batch)
+    width = max(len(context) - skip for (context, _), skip in zip(batch, cached))
     span = max(sum(len(choice) - 1 for choice in choices) for _, choices in batch)
     packed = PackedBatch([], [], [], [], span)
-    for context, choices in batch:
-        own = context[shared:]
+    for (context, choices), skip in zip(batch, cached):
+        own = context[skip:]
         left, right = width - len(own), span - sum(len(choice) - 1 for choice in choices)
         packed.ids.append([pad] * left + own + [t for c in choices for t in c[:-1]] + [pad] * right)
         packed.positions.append(
-            [0] * left + list(range(shared, len(context))) + [len(context) + j for c in choices for j in range(len(c) - 1)] + [0] * right
+            [0] * left + list(range(skip, len(context))) + [len(context) + j for c in choices for j in range(len(c) - 1)] + [0] * right
         )
         packed.segments.append([-1] * left + [0] * len(own) + [i + 1 for i, c in enumerate(choices) for _ in c[:-1]] + [-1] * right)
         packed.targets.append([t for c in choices for t in c[1:]] + [pad] * right)
     return packed
+
+
+LayerKV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys and values, [kv heads, tokens, head dim]
 
 
 class LoglikScorer:
@@ -125,28 +130,35 @@ class LoglikScorer:
 
         scorer = LoglikScorer(load_model("smollm2"), load_tokenizer("smollm2"), batch_size=16)
         scorer.score([ChoiceRequest("Question: 2+2?\\nAnswer:", ["4", "5"])])  # -> [[-1.2, -3.4]]
+
+    A prefix is encoded once and read from a cache when at least `min_sharing` contexts of a
+    call start with it: on MMLU validation 8 saves 15.9 % of the tokens and encodes 0.9 % (97
+    subject lines); 2 saves 19.3 % but encodes 5.9 % (434 prefixes, mostly shared by a pair).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16) -> None:
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, min_sharing: int = 8) -> None:
+        if min_sharing < 2:
+            raise ValueError(f"min_sharing must be 2 or more (a prefix shared by several contexts), got {min_sharing}")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.min_sharing = min_sharing
         self.device = next(model.parameters()).device
         self.cache_argument = cache_argument(model)
 
     def score(self, requests: Sequence[ChoiceRequest], on_progress: Callable[[int], None] | None = None) -> list[list[float]]:
         """Per request, the log-likelihood of each choice's continuation, in choice order."""
         encoded = [encode_request(self.tokenizer, request) for request in requests]
-        # Similar row lengths (context + choice tokens, see `pack`) share a batch, so little
-        # compute goes to padding.
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]) - sum(len(c) - 1 for c in encoded[i][1]))
+        cached = cached_prefix_lengths([context for context, _ in encoded], self.min_sharing)
+        prefixes = self._encode_prefixes(sorted({tuple(context[:skip]) for (context, _), skip in zip(encoded, cached) if skip}))
+        # Similar row lengths (the context after its cached prefix, then the choice tokens, see
+        # `pack`) share a batch, so little compute goes to padding.
+        order = sorted(range(len(encoded)), key=lambda i: cached[i] - len(encoded[i][0]) - sum(len(c) - 1 for c in encoded[i][1]))
         results: list[list[float]] = [[] for _ in encoded]
-        # Each distinct shared prefix is encoded once per call: encoding a dozen tokens reads
-        # every weight, which costs as much as the prefix saves in a batch.
-        prefixes: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            for index, logliks in zip(batch, self._score_batch([encoded[i] for i in batch], prefixes)):
+            scored = self._score_batch([encoded[i] for i in batch], [cached[i] for i in batch], prefixes)
+            for index, logliks in zip(batch, scored):
                 results[index] = logliks
             if on_progress:
                 on_progress(min(start + self.batch_size, len(order)))
@@ -154,23 +166,20 @@ class LoglikScorer:
 
     @torch.inference_mode()
     def _score_batch(
-        self, batch: list[tuple[list[int], list[list[int]]]], prefixes: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]]
+        self, batch: list[tuple[list[int], list[list[int]]]], cached: list[int], prefixes: dict[tuple[int, ...], LayerKV]
     ) -> list[list[float]]:
-        shared = shared_prefix_length([context for context, _ in batch])
-        packed = pack(batch, self.tokenizer.pad_token_id, shared)
-        prefix = {"use_cache": False}
-        if shared:
-            key = tuple(batch[0][0][:shared])
-            if key not in prefixes:
-                prefixes[key] = self._encode_prefix(list(key))
-            prefix = {"use_cache": True, self.cache_argument: self._rows_cache(prefixes[key], len(batch))}
+        packed = pack(batch, self.tokenizer.pad_token_id, cached)
+        past: dict[str, Any] = {"use_cache": False}
+        if max(cached):
+            rows = [prefixes[tuple(context[:skip])] if skip else None for (context, _), skip in zip(batch, cached)]
+            past = {"use_cache": True, self.cache_argument: self._rows_cache(rows, max(cached))}
         out = self.model(
             input_ids=torch.tensor(packed.ids, device=self.device),
-            attention_mask=self._choice_mask(torch.tensor(packed.segments, device=self.device), shared),
+            attention_mask=self._choice_mask(torch.tensor(packed.segments, device=self.device), cached),
             position_ids=torch.tensor(packed.positions, device=self.device),
             # The last context token predicts every choice's first token; the rest are choice tokens.
             logits_to_keep=packed.span + 1,
-            **prefix,
+            **past,
         )
         logits = out.logits.float()
         first = torch.log_softmax(logits[:, 0, :], dim=-1).cpu()
@@ -187,22 +196,41 @@ class LoglikScorer:
             results.append(logliks)
         return results
 
-    def _encode_prefix(self, prefix: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Each layer's keys and values of `prefix`."""
-        cache = DynamicCache()
-        self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True, logits_to_keep=1, **{self.cache_argument: cache})
-        return [(layer.keys, layer.values) for layer in cache.layers]
+    @torch.inference_mode()
+    def _encode_prefixes(self, prefixes: list[tuple[int, ...]]) -> dict[tuple[int, ...], LayerKV]:
+        """Each prefix's keys and values per layer, `batch_size` prefixes per forward pass (reading
+        every weight for a dozen tokens would cost about what a prefix saves)."""
+        encoded: dict[tuple[int, ...], LayerKV] = {}
+        for start in range(0, len(prefixes), self.batch_size):
+            chunk = prefixes[start : start + self.batch_size]
+            width = max(len(prefix) for prefix in chunk)
+            # Padding on the right: each prefix's keys sit at positions 0.. as in its own context,
+            # and causality keeps the padding out of them.
+            ids = torch.tensor([list(prefix) + [self.tokenizer.pad_token_id] * (width - len(prefix)) for prefix in chunk], device=self.device)
+            cache = DynamicCache()
+            self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self.cache_argument: cache})
+            for row, prefix in enumerate(chunk):
+                encoded[prefix] = [(layer.keys[row, :, : len(prefix)], layer.values[row, :, : len(prefix)]) for layer in cache.layers]
+        return encoded
 
-    @staticmethod
-    def _rows_cache(layers: list[tuple[torch.Tensor, torch.Tensor]], rows: int) -> DynamicCache:
-        """A cache holding the prefix as the past of each of `rows` rows (views, not copies)."""
+    def _rows_cache(self, rows: list[LayerKV | None], width: int) -> DynamicCache:
+        """A cache whose row q holds its prefix's keys and values in the first columns of `width`
+        (zeros after them, and for a row without one: the mask hides those columns)."""
         cache = DynamicCache()
-        for index, (keys, values) in enumerate(layers):
-            cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), index)
+        some = next(row for row in rows if row is not None)
+        for index, (keys, _) in enumerate(some):
+            layer_keys = keys.new_zeros(len(rows), keys.shape[0], width, keys.shape[2])
+            layer_values = torch.zeros_like(layer_keys)
+            for q, row in enumerate(rows):
+                if row is not None:
+                    length = row[index][0].shape[1]
+                    layer_keys[q, :, :length] = row[index][0]
+                    layer_values[q, :, :length] = row[index][1]
+            cache.update(layer_keys, layer_values, index)
         return cache
 
-    def _choice_mask(self, segment: torch.Tensor, shared: int) -> torch.Tensor:
-        """Additive 4D attention mask (batch, 1, query, key): a query sees the `shared` prefix,
+    def _choice_mask(self, segment: torch.Tensor, cached: list[int]) -> torch.Tensor:
+        """Additive 4D attention mask (batch, 1, query, key): a query sees its row's cached prefix,
         and earlier keys of the context and of its own segment. Every query also sees itself,
         so that padding rows are never fully masked (fully masked rows turn into NaN)."""
         rows, length = segment.shape
@@ -210,7 +238,9 @@ class LoglikScorer:
         key, query = segment[:, None, :], segment[:, :, None]
         allowed = causal & (key >= 0) & ((key == 0) | (key == query))
         allowed |= torch.eye(length, dtype=torch.bool, device=self.device)
-        allowed = torch.cat([torch.ones(rows, length, shared, dtype=torch.bool, device=self.device), allowed], dim=-1)
+        width = max(cached)
+        prefix_visible = torch.arange(width, device=self.device)[None, :] < torch.tensor(cached, device=self.device)[:, None]
+        allowed = torch.cat([prefix_visible[:, None, :].expand(rows, length, width), allowed], dim=-1)
         dtype = self.model.dtype
         mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device).masked_fill(~allowed, torch.finfo(dtype).min)
         return mask[:, None, :, :]
