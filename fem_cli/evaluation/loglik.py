@@ -26,6 +26,7 @@ values from a cache.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Callable, Sequence
 
@@ -125,6 +126,38 @@ def pack(batch: list[tuple[list[int], list[list[int]]]], pad: int, cached: Seque
 LayerKV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys and values, [kv heads, tokens, head dim]
 
 
+class _TailOnly(torch.nn.Module):
+    """`inner` on the last `keep` positions; zeros before them."""
+
+    def __init__(self, inner: torch.nn.Module, keep: int) -> None:
+        super().__init__()
+        self.inner, self.keep = inner, keep
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(hidden)
+        out[:, -self.keep :] = self.inner(hidden[:, -self.keep :])
+        return out
+
+
+@contextlib.contextmanager
+def last_mlp_on_tail(model: Any, keep: int):
+    """For the forward passes inside, the last decoder layer's MLP runs on the last `keep`
+    positions only. After the last layer a position feeds nothing but the output layer, which
+    reads only the last `logits_to_keep` positions, so the other positions' MLP is wasted work
+    (one layer's MLP: ~2.5 % of SmolLM2's linear layers). A model without `layers[-1].mlp` in its
+    decoder runs unchanged."""
+    layers = getattr(model.get_decoder(), "layers", None)
+    mlp = getattr(layers[-1], "mlp", None) if layers else None
+    if mlp is None:
+        yield
+        return
+    layers[-1].mlp = _TailOnly(mlp, keep)
+    try:
+        yield
+    finally:
+        layers[-1].mlp = mlp
+
+
 class LoglikScorer:
     """Sums of continuation log-probabilities, many questions per forward pass.
 
@@ -173,14 +206,16 @@ class LoglikScorer:
         if max(cached):
             rows = [prefixes[tuple(context[:skip])] if skip else None for (context, _), skip in zip(batch, cached)]
             past = {"use_cache": True, self.cache_argument: self._rows_cache(rows, max(cached))}
-        out = self.model(
-            input_ids=torch.tensor(packed.ids, device=self.device),
-            attention_mask=self._choice_mask(torch.tensor(packed.segments, device=self.device), cached),
-            position_ids=torch.tensor(packed.positions, device=self.device),
-            # The last context token predicts every choice's first token; the rest are choice tokens.
-            logits_to_keep=packed.span + 1,
-            **past,
-        )
+        # The last context token predicts every choice's first token; the rest are choice tokens.
+        keep = packed.span + 1
+        with last_mlp_on_tail(self.model, keep):
+            out = self.model(
+                input_ids=torch.tensor(packed.ids, device=self.device),
+                attention_mask=self._choice_mask(torch.tensor(packed.segments, device=self.device), cached),
+                position_ids=torch.tensor(packed.positions, device=self.device),
+                logits_to_keep=keep,
+                **past,
+            )
         logits = out.logits.float()
         first = torch.log_softmax(logits[:, 0, :], dim=-1).cpu()
         choice_logits = logits[:, 1:, :]
