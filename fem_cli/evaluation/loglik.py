@@ -146,7 +146,8 @@ def last_mlp_on_tail(model: Any, keep: int):
     reads only the last `logits_to_keep` positions, so the other positions' MLP is wasted work
     (one layer's MLP: ~2.5 % of SmolLM2's linear layers). A model without `layers[-1].mlp` in its
     decoder runs unchanged."""
-    layers = getattr(model.get_decoder(), "layers", None)
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    layers = getattr(decoder, "layers", None)
     mlp = getattr(layers[-1], "mlp", None) if layers else None
     if mlp is None:
         yield
