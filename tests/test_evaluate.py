@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fem_cli.answers import read_answer
@@ -243,6 +245,19 @@ def test_cached_prefix_lengths_by_hand() -> None:
     assert cached_prefix_lengths(rows, 3) == [3, 3, 2, 3, 0]
     assert cached_prefix_lengths(rows, 4) == [2, 2, 2, 2, 0]
     assert cached_prefix_lengths(rows, 6) == [0, 0, 0, 0, 0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 2), min_size=1, max_size=6), max_size=12), st.integers(2, 5))
+def test_cached_prefix_is_the_longest_that_enough_rows_share(rows, min_sharing) -> None:
+    def sharing(prefix: list[int]) -> int:
+        return sum(row[: len(prefix)] == prefix for row in rows)
+
+    for row, length in zip(rows, cached_prefix_lengths(rows, min_sharing)):
+        assert length <= len(row) - 1
+        assert length == 0 or sharing(row[:length]) >= min_sharing
+        if length < len(row) - 1:
+            assert sharing(row[: length + 1]) < min_sharing
 
 
 def test_encode_pair_moves_trailing_space_to_the_continuation(tiny) -> None:
