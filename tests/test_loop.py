@@ -45,12 +45,13 @@ def write_recipe(folder: Path, tiny_model: Path, questions: Path, **changes) -> 
         # The tiny model writes an answer line in about 1 draw in 8: enough draws that every
         # iteration keeps some whatever the seed.
         # Sampling saves every 4 questions: a kill during sampling or evaluation finds finished batches to reuse.
-        # The evaluation saves every 2 (6 batches) of up to 48 tokens: after the first is seen,
-        # the stop must land before the stage ends (3 batches of 16 tokens sometimes ended first).
+        # The evaluation saves every question (12 batches) of up to 96 tokens: after the first is
+        # seen, the stop must land before the stage ends (3 batches of 16 tokens, and in one CI run
+        # 6 batches of 48, about 1 s in all, ended first).
         "sample": {"backend": "hf", "max_new_tokens": 48, "num_samples": 8, "checkpoint_every": 4},
         "filter": {"min_words": 0},
         "finetune": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3},
-        "evaluate": {"backend": "hf", "max_new_tokens": 48, "checkpoint_every": 2},
+        "evaluate": {"backend": "hf", "max_new_tokens": 96, "checkpoint_every": 1},
         **changes,
     }
     path = folder / "recipe.yaml"
