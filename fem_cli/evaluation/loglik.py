@@ -36,7 +36,7 @@ from transformers.cache_utils import DynamicCache
 
 from fem_cli import runtime
 from fem_cli.backends.packed_linear import pack_linear_layers
-from fem_cli.backends.prefix import cache_argument, cached_prefix_lengths
+from fem_cli.backends.prefix import LayerKV, cache_argument, cached_prefix_lengths
 from fem_cli.evaluation.config import EvaluateConfig
 from fem_cli.evaluation.metrics import accuracy_summary, softmax, subject_breakdown
 from fem_cli.lengths import model_max_length
@@ -123,9 +123,6 @@ def pack(batch: list[tuple[list[int], list[list[int]]]], pad: int, cached: Seque
     return packed
 
 
-LayerKV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys and values, [kv heads, tokens, head dim]
-
-
 class _TailOnly(torch.nn.Module):
     """`inner` on the last `keep` positions; zeros before them."""
 
@@ -200,7 +197,7 @@ class LoglikScorer:
 
     @torch.inference_mode()
     def _score_batch(
-        self, batch: list[tuple[list[int], list[list[int]]]], cached: list[int], prefixes: dict[tuple[int, ...], LayerKV]
+        self, batch: list[tuple[list[int], list[list[int]]]], cached: list[int], prefixes: dict[tuple[int, ...], list[LayerKV]]
     ) -> list[list[float]]:
         packed = pack(batch, self.tokenizer.pad_token_id, cached)
         past: dict[str, Any] = {"use_cache": False}
@@ -233,10 +230,10 @@ class LoglikScorer:
         return results
 
     @torch.inference_mode()
-    def _encode_prefixes(self, prefixes: list[tuple[int, ...]]) -> dict[tuple[int, ...], LayerKV]:
+    def _encode_prefixes(self, prefixes: list[tuple[int, ...]]) -> dict[tuple[int, ...], list[LayerKV]]:
         """Each prefix's keys and values per layer, `batch_size` prefixes per forward pass (reading
         every weight for a dozen tokens would cost about what a prefix saves)."""
-        encoded: dict[tuple[int, ...], LayerKV] = {}
+        encoded: dict[tuple[int, ...], list[LayerKV]] = {}
         for start in range(0, len(prefixes), self.batch_size):
             chunk = prefixes[start : start + self.batch_size]
             width = max(len(prefix) for prefix in chunk)
@@ -249,7 +246,7 @@ class LoglikScorer:
                 encoded[prefix] = [(layer.keys[row, :, : len(prefix)], layer.values[row, :, : len(prefix)]) for layer in cache.layers]
         return encoded
 
-    def _rows_cache(self, rows: list[LayerKV | None], width: int) -> DynamicCache:
+    def _rows_cache(self, rows: list[list[LayerKV] | None], width: int) -> DynamicCache:
         """A cache whose row q holds its prefix's keys and values in the first columns of `width`
         (zeros after them, and for a row without one: the mask hides those columns)."""
         cache = DynamicCache()
