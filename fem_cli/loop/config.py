@@ -58,7 +58,7 @@ class LoopConfig:
     sampler: str = option("pps", "E-step proposal: rs, star or pps.")
     init: Literal["base", "continue"] = option("base", "Each M-step starts from the base model (STaR's choice) or continues from the previous iteration's model.")
     restart: bool = option(False, "Delete an existing run folder of this name and start over.")
-    base_eval: Optional[str] = option(None, "A finished `fem evaluate` folder of the base model, made with this run's iteration-0 config (e.g. another run's iter-0/eval in the same grid): copied as iteration 0 instead of evaluating again.")
+    base_eval: Optional[str] = option(None, "A finished `fem evaluate` folder of the base model, made with this run's iteration-0 config (e.g. another run's iter-0/eval in the same grid; another seed only for a greedy evaluation of unshuffled questions): copied as iteration 0 instead of evaluating again.")
     sample: dict[str, Any] = option({}, "Options of `fem sample` for every E-step (recipe only).")
     filter: dict[str, Any] = option({}, "Options of `fem filter` (recipe only).")
     finetune: dict[str, Any] = option({}, "Options of `fem finetune` (recipe only).")

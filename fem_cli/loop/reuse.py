@@ -3,8 +3,10 @@
 Every run of a grid (samplers x seeds) starts by evaluating the same base model on the same
 questions; greedy decoding makes those evaluations identical, so a grid needs only one. The reused
 folder must have been made with this run's own iteration-0 config: only its output folder may
-differ, and its seed too when decoding is greedy (the seed then drives nothing but the bootstrap
-of its confidence intervals, which stay the original's).
+differ, and its seed too when the seed drives nothing but the bootstrap of the confidence intervals
+(which stay the original's): greedy decoding of questions in their own order. A shuffled
+evaluation draws its questions with the seed, so another seed means other questions, and the
+iteration-0 scores would not pair with the run's later iterations.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from fem_cli.provenance import as_jsonable
 from fem_cli.runs import results_path
 
 
-def _is_greedy(config: EvaluateConfig) -> bool:
-    return not config.temperature and config.num_samples == 1
+def _seed_changes_only_the_bootstrap(config: EvaluateConfig) -> bool:
+    greedy = not config.temperature and config.num_samples == 1
+    return greedy and not config.shuffle
 
 
 def check_reusable(source: Path, wanted: EvaluateConfig) -> None:
@@ -33,7 +36,7 @@ def check_reusable(source: Path, wanted: EvaluateConfig) -> None:
         results = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise FemError(f"{path}:{err.lineno}: unreadable results ({err.msg})") from None
-    ignored = {"out"} | ({"seed"} if _is_greedy(wanted) else set())
+    ignored = {"out"} | ({"seed"} if _seed_changes_only_the_bootstrap(wanted) else set())
     theirs, ours = results.get("config", {}), as_jsonable(wanted)
     differ = sorted(key for key in set(theirs) | set(ours) if key not in ignored and theirs.get(key) != ours.get(key))
     if differ:
