@@ -293,7 +293,7 @@ def test_malformed_line_names_file_and_line(tiny_model: Path, train_file: Path, 
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--learning-rate", "0"], "learning_rate must be > 0"),
+        (["--learning-rate", "-1e-5"], "learning_rate must be >= 0"),
         (["--precision", "fp16"], "'fp16' is not one of auto, fp32, bf16"),
         (["--init", "warm"], "'warm' is not one of base, continue"),
         (["--warmup-ratio", "1.5"], "warmup_ratio must be in [0, 1)"),

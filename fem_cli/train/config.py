@@ -34,7 +34,11 @@ class FinetuneConfig:
     max_length: int = option(
         1024, "Longest example in tokens (prompt + completion); longer ones are dropped and counted, never truncated."
     )
-    learning_rate: float = option(1e-5, "Peak learning rate (linear warm-up, then linear decay to 0).")
+    learning_rate: float = option(
+        1e-5,
+        "Peak learning rate (linear warm-up, then linear decay to 0). 0 is a no-op step, the identity check: "
+        "its output must evaluate exactly as the model it started from.",
+    )
     epochs: int = option(1, "Passes over the training examples.")
     batch_size: int = option(8, "Examples per device per step.")
     grad_accum: int = option(1, "Gradient accumulation steps (effective batch = batch_size x grad_accum x devices).")
@@ -79,8 +83,9 @@ class FinetuneConfig:
         for name in ("max_length", "epochs", "batch_size", "grad_accum", "lora_alpha"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        # `not >= 0` also refuses NaN.
+        if not self.learning_rate >= 0:
+            raise ValueError(f"learning_rate must be >= 0 (0: a no-op step), got {self.learning_rate}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0:

@@ -68,6 +68,7 @@ def run_finetune(cfg: FinetuneConfig) -> Path:
     set_seed(cfg.seed)  # before the model: LoRA weights are initialized when they are added
     with loading():
         model = _trainable_model(resolved, cfg)
+    use_cache = getattr(model.config, "use_cache", True)
     precision = resolve_precision(cfg.precision)
 
     staging = out.parent / f".{out.name}.partial"
@@ -85,6 +86,9 @@ def run_finetune(cfg: FinetuneConfig) -> Path:
     )
     trainer.remove_callback(PrinterCallback)  # RichProgress shows the logs instead of raw dicts
     result = trainer.train()
+    # Trainer turned the model's KV cache off for training (config.use_cache = args.use_cache);
+    # the saved config keeps the base's setting, so the output loads as its base did.
+    model.config.use_cache = use_cache
 
     if trainer.is_world_process_zero():
         staging.mkdir(parents=True, exist_ok=True)
