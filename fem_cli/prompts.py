@@ -96,6 +96,12 @@ JUDGE_STYLE = PromptStyle(
 STYLES: dict[str, PromptStyle] = {"choice": CHOICE_STYLE, "judge": JUDGE_STYLE}
 
 
+def answer_line(label: str) -> str:
+    """The last line the instruction asks for and the worked examples end on; written solutions
+    (a task's reference solutions) end on it too."""
+    return f"Answer: {label}"
+
+
 def check_style(style: str) -> None:
     if style not in PROMPT_STYLES:
         raise ValueError(f"unknown prompt style {style!r}{did_you_mean(style, list(PROMPT_STYLES))}; choose from {', '.join(PROMPT_STYLES)}")

@@ -71,17 +71,20 @@ class Sample(Record):
     question_id: str
     sampler: str
     # "self": drawn from the un-hinted prompt; "rationalized": STaR's hinted second pass;
-    # "hinted": PPS, every draw hinted.
-    stage: Literal["self", "rationalized", "hinted"]
+    # "hinted": PPS, every draw hinted; "reference": the task's own worked solution, written, not
+    # generated (`--sampler reference`).
+    stage: Literal["self", "rationalized", "hinted", "reference"]
     hinted: bool
     sample_index: int = Field(ge=0)
-    # The messages actually sent to the model (with the hint when hinted) ...
+    # The messages actually sent to the model (with the hint when hinted; a reference solution,
+    # sent to none, has the hint-free messages it answers) ...
     prompt: list[Message]
     # ... and the hint-free messages the M-step trains on (STaR trains without the hint).
     train_prompt: list[Message]
     # The hint sentence of a hinted prompt, kept so `fem filter` can spot rationales echoing it.
     hint: Optional[str] = None
     text: str
+    # Tokens generated (0 for a reference solution: nothing was generated, no tokenizer loaded).
     num_tokens: int = Field(ge=0)
     finish_reason: Literal["stop", "length"]
     labels: list[str]
@@ -93,8 +96,11 @@ class Sample(Record):
     # (the final sentence names one choice's text); None when unparsed and in older files.
     extraction: Optional[Literal["label", "content"]] = None
     reward: float
+    # What wrote `text`: the model as given to `fem sample`, or "reference:<task>" for the task's
+    # own worked solution ...
     model: str
-    generation: GenerationSettings
+    # ... and what it was sampled with (None: written, not sampled: a reference solution).
+    generation: Optional[GenerationSettings]
     seed: int
     # `fem sample --permute-choices`: the question's original index of the choice shown at each
     # position (None: the question's own order).

@@ -4,8 +4,11 @@
 sampler (in permuted choice orders with --permute-choices), verifies the correct hinted samples
 without the hint (--verify) and writes `cfg.out` (one `Sample` per line) and `<out>.summary.json`
 (acceptance rate, verified share, rationale length, tokens/s per sampler and stage, plus provenance).
+The reference sampler writes the task's worked solutions instead: no model is loaded, so the model
+options and the length check do not apply.
 
     fem sample --model smollm2 --task arc_easy --split train --sampler pps --num-samples 4 --out samples.jsonl
+    fem sample --task arith_hard --split train --limit 64 --sampler reference --out reference.jsonl
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ from fem_cli.models import resolve_model
 from fem_cli.outputs import check_writable
 from fem_cli.prompts import PromptTemplate, build_messages, check_style
 from fem_cli.provenance import provenance
-from fem_cli.records import GenerationSettings, Question
+from fem_cli.records import GenerationSettings, Question, Sample
 from fem_cli.runs import summary_path
-from fem_cli.samplers import SamplerOptions, get_sampler
-from fem_cli.samplers.base import Proposal
-from fem_cli.tasks import QuestionSource, task_prompt_style
+from fem_cli.samplers import Sampler, SamplerOptions, get_sampler
+from fem_cli.samplers.base import Proposal, StageStats
+from fem_cli.tasks import LoadedQuestions, QuestionSource, reference_solutions, task_prompt_style
 from fem_cli.tasks.swap import swap_augment
 from fem_cli.verification import verification_summary, verify
 
@@ -42,8 +45,8 @@ class SampleConfig(BackendSettings, QuestionSource):
     split: str = option("train", "Split of the task to sample on.")
     model: str = option("smollm2", "Model: an alias (`fem models list`), a local folder or a hub id.")
     shard: str = option("0/1", "Take shard i of n (i/n, 0-based): questions i, i+n, i+2n, ...")
-    sampler: str = option("pps", "Proposal: rs (rejection sampling), star, pps (prompt posterior sampling).")
-    num_samples: int = option(4, "Draws per question (per round for rs, per stage for star).")
+    sampler: str = option("pps", "Proposal: rs (rejection sampling), star, pps (prompt posterior sampling); reference: the task's own worked solutions, one per question, no model loaded (arith, arith_hard).")
+    num_samples: int = option(4, "Draws per question (per round for rs, per stage for star; reference writes one, as copies would be duplicates).")
     budget: int = option(8, "rs only: at most this many draws per question.")
     temperature: float = option(0.7, "Sampling temperature (0 = greedy).")
     top_p: float = option(1.0, "Nucleus sampling mass.")
@@ -71,7 +74,8 @@ class SampleConfig(BackendSettings, QuestionSource):
         check_on_long(self.on_long)
         parse_shard(self.shard)
         check_style(self.prompt_style)
-        get_sampler(self.sampler)
+        if not get_sampler(self.sampler).needs_model:
+            reference_solutions(self.task)  # refused here, so a loop fails before its first stage
         SamplingSettings(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens)
 
 
@@ -83,6 +87,19 @@ def parse_shard(shard: str) -> tuple[int, int]:
     if not (count >= 1 and 0 <= index < count):
         raise ValueError(f"shard {shard!r}: need 0 <= i < n")
     return index, count
+
+
+@dataclasses.dataclass
+class Drawn:
+    """What a sampler made, and with what."""
+
+    samples: list[Sample]
+    stats: dict[str, StageStats]
+    skipped: list[str]  # questions too long for the model
+    backend: str
+    dtype: dict[str, str] | None  # {"resolved", "why"}; None: no model
+    seconds: float  # drawing (and verifying), without loading the model
+    checkpoint: Checkpoint | None
 
 
 def run_sample(
@@ -105,6 +122,49 @@ def run_sample(
         f"questions: {len(questions)} from {loaded.source}" + (f" (shard {cfg.shard})" if count > 1 else "")
         + (" (each pair in both orders)" if cfg.swap_augment else "") + f"; prompt style {style}"
     )
+    if sampler.needs_model:
+        drawn = _generated(cfg, sampler, questions, style, loaded, on_status, progress)
+    else:
+        drawn = _written(cfg, sampler, questions, style, loaded, on_status, progress)
+    if drawn.checkpoint and drawn.checkpoint.summary():
+        on_status(drawn.checkpoint.summary())
+    write_jsonl(cfg.out, drawn.samples)
+    stages = {f"{sampler.name}/{stage}": stats.summary() for stage, stats in drawn.stats.items()}
+    if cfg.verify:
+        for key, entry in verification_summary(drawn.samples).items():
+            stages[key].update({"verified": entry["verified"], "verified_share": entry["verified_share"]})
+    write_json(
+        summary_path(cfg.out),
+        {
+            "task": loaded.task,
+            "source": loaded.source,
+            "split": cfg.split,
+            "shard": cfg.shard,
+            "prompt_style": style,
+            "swap_augment": cfg.swap_augment,
+            "permute_choices": cfg.permute_choices,
+            "verify": cfg.verify,
+            "questions": len(questions),
+            "samples": len(drawn.samples),
+            "skipped_too_long": len(drawn.skipped),
+            "skipped_too_long_questions": drawn.skipped,
+            "backend": drawn.backend,
+            "dtype": drawn.dtype,
+            "wall_seconds": round(drawn.seconds, 3),
+            "stages": stages,
+            **provenance(cfg, inputs=[loaded.path] if loaded.path else []),
+        },
+    )
+    if drawn.checkpoint:
+        drawn.checkpoint.finish()
+    return Path(cfg.out)
+
+
+def _generated(
+    cfg: SampleConfig, sampler: Sampler, questions: list[Question], style: str, loaded: LoadedQuestions,
+    on_status: Callable[[str], None], progress: Callable[[str, int, int, int], None] | None,
+) -> Drawn:
+    """Draw from the model, with the backend the config names."""
     model = resolve_model(cfg.model)
     backend_name, why = choose_backend(cfg.backend)
     dtype, dtype_why = cfg.resolved_dtype()
@@ -153,35 +213,31 @@ def run_sample(
             on_status(f"verified without the hint in {time.perf_counter() - verify_started:.1f} s")
     finally:
         backend.close()
-    wall = time.perf_counter() - started
-    if checkpoint.summary():
-        on_status(checkpoint.summary())
-    write_jsonl(cfg.out, samples)
-    stages = {f"{sampler.name}/{stage}": stats.summary() for stage, stats in proposal.stats.items()}
-    if cfg.verify:
-        for key, entry in verification_summary(samples).items():
-            stages[key].update({"verified": entry["verified"], "verified_share": entry["verified_share"]})
-    write_json(
-        summary_path(cfg.out),
-        {
-            "task": loaded.task,
-            "source": loaded.source,
-            "split": cfg.split,
-            "shard": cfg.shard,
-            "prompt_style": style,
-            "swap_augment": cfg.swap_augment,
-            "permute_choices": cfg.permute_choices,
-            "verify": cfg.verify,
-            "questions": len(questions),
-            "samples": len(samples),
-            "skipped_too_long": len(skipped),
-            "skipped_too_long_questions": skipped,
-            "backend": backend_name,
-            "dtype": {"resolved": dtype, "why": dtype_why},
-            "wall_seconds": round(wall, 3),
-            "stages": stages,
-            **provenance(cfg, inputs=[loaded.path] if loaded.path else []),
-        },
+    return Drawn(samples, proposal.stats, skipped, backend_name, {"resolved": dtype, "why": dtype_why},
+                 time.perf_counter() - started, checkpoint)
+
+
+def _written(
+    cfg: SampleConfig, sampler: Sampler, questions: list[Question], style: str, loaded: LoadedQuestions,
+    on_status: Callable[[str], None], progress: Callable[[str, int, int, int], None] | None,
+) -> Drawn:
+    """The task's worked solutions: no model is resolved or loaded, so --model and the backend
+    options are not used, and nothing is too long (no tokenizer to measure with). Instant, so
+    nothing is checkpointed."""
+    on_status(f"reference solutions of {loaded.task}, one per question: no model is loaded")
+    proposal = Proposal(
+        write=reference_solutions(cfg.task),
+        template=cfg.prompt,
+        style=style,
+        sampler=sampler.name,
+        model=f"reference:{loaded.task}",
+        seed=cfg.seed,
+        generation=None,
+        on_progress=progress,
+        permute_choices=cfg.permute_choices,
     )
-    checkpoint.finish()
-    return Path(cfg.out)
+    started = time.perf_counter()
+    samples = sampler.run(questions, proposal, SamplerOptions(num_samples=cfg.num_samples, budget=cfg.budget))
+    if cfg.verify:  # never hinted: each is verified by its own reward, without a model
+        samples = verify(samples, None)
+    return Drawn(samples, proposal.stats, [], "reference", None, time.perf_counter() - started, None)

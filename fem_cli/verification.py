@@ -20,13 +20,19 @@ from fem_cli.backends.base import LABEL_PROBS, GenerationBackend, LabelQuery, re
 from fem_cli.records import Sample
 
 
-def verify(samples: Sequence[Sample], backend: GenerationBackend) -> list[Sample]:
-    require(backend, LABEL_PROBS, "--verify")
+def verify(samples: Sequence[Sample], backend: GenerationBackend | None) -> list[Sample]:
+    """`samples` with `verified` set; `backend` None: none of them is hinted (the reference
+    sampler's), so each is verified by its reward and nothing is read."""
     to_read = [i for i, sample in enumerate(samples) if sample.hinted and sample.reward]
-    probabilities = backend.label_probabilities(
-        [LabelQuery(samples[i].train_prompt, samples[i].text, samples[i].labels) for i in to_read]
-    )
-    read = dict(zip(to_read, probabilities))
+    read: dict[int, list[float] | None] = {}
+    if backend is not None:
+        require(backend, LABEL_PROBS, "--verify")
+        probabilities = backend.label_probabilities(
+            [LabelQuery(samples[i].train_prompt, samples[i].text, samples[i].labels) for i in to_read]
+        )
+        read = dict(zip(to_read, probabilities))
+    elif to_read:
+        raise ValueError("hinted samples are verified by reading them with a backend; none was given")
     verified = []
     for i, sample in enumerate(samples):
         if i in read:

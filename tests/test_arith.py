@@ -1,12 +1,18 @@
-"""The built-in generated `arith` task: reproducible, disjoint splits, correct answers."""
+"""The built-in generated `arith` task: reproducible, disjoint splits, correct answers, and worked
+solutions that reach the gold."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
 
-from fem_cli.tasks import load_questions
-from fem_cli.tasks.arith import SPLIT_SIZES, generate, generate_hard
+import pytest
+
+from fem_cli.answers import reward
+from fem_cli.errors import FemError
+from fem_cli.tasks import get_task, load_questions
+from fem_cli.tasks.arith import SPLIT_SIZES, generate, generate_hard, solution, solution_hard
+from fem_cli.tasks.rotation import permuted
 
 
 def solve(text: str) -> int:
@@ -84,3 +90,54 @@ def test_arith_hard_is_correct_harder_and_apart_from_arith():
     assert Counter(q.answer for q in generate_hard("train")).most_common()[-1][1] > 0.2 * 2000
     loaded = load_questions("arith_hard", "test", limit=3)
     assert [q.id for q in loaded.questions] == [f"arith_hard-v1-test-{i:04d}" for i in range(3)]
+
+
+# One equation of a worked solution: "a + b = c", "a - b = c" or "a x b = c".
+EQUATION = re.compile(r"(\d+) ([-+x]) (\d+) = (\d+)")
+OPERATIONS = {"+": int.__add__, "-": int.__sub__, "x": int.__mul__}
+
+
+@pytest.mark.parametrize(("task", "make", "steps"), [("arith", generate, 2), ("arith_hard", generate_hard, 3)])
+def test_every_reference_solution_reaches_the_gold(task, make, steps):
+    write = get_task(task).reference_solution
+    for question in make("train"):
+        text = write(question)
+        gold_value = int(question.choices[question.labels.index(question.answer)])
+        # The extractor every sampler and `fem filter` use reads the gold from it ...
+        answer, score = reward(text, question.labels, question.choices, question.answer)
+        assert score == 1.0 and answer.extraction == "label", text
+        working, answer_line = text.rsplit("\n", 1)
+        assert answer_line == f"Answer: {question.answer}"
+        # ... its arithmetic is right, each step starting where the one before ended ...
+        lines = working.splitlines()
+        assert len(lines) == steps + 2, text  # the start, one line per step, the conclusion
+        count = int(re.search(r"has (\d+) ", lines[0]).group(1))
+        for line in lines[1:-1]:
+            equations = EQUATION.findall(line)
+            assert equations, line
+            for a, operation, b, result in equations:
+                assert OPERATIONS[operation](int(a), int(b)) == int(result), line
+            assert int(equations[-1][0]) == count, line  # packs: "k x m = p, and count + p = ..."
+            count = int(equations[-1][3])
+        # ... and the last number of its working is the gold choice's value.
+        assert count == gold_value == int(re.findall(r"\d+", working)[-1]), text
+        assert lines[-1].endswith(f"which is choice {question.answer}.")
+
+
+def test_reference_solution_names_the_label_the_result_is_shown_under():
+    question = generate_hard("train")[2]
+    shown = permuted(question, [3, 2, 1, 0])
+    text = solution_hard(shown)
+    assert shown.answer != question.answer
+    assert text.endswith(f"which is choice {shown.answer}.\nAnswer: {shown.answer}")
+    assert text.rsplit("\n", 2)[0] == solution_hard(question).rsplit("\n", 2)[0]
+
+
+def test_a_question_the_generator_did_not_make_has_no_solution():
+    question = generate("train")[0]
+    with pytest.raises(FemError, match="not a question of the arith generator"):
+        solution(question.model_copy(update={"question": question.question.replace("has", "holds", 1)}))
+    with pytest.raises(FemError, match="not a question of the arith_hard generator"):
+        solution_hard(question)
+    with pytest.raises(FemError, match="is not the result"):
+        solution(question.model_copy(update={"answer": next(label for label in question.labels if label != question.answer)}))

@@ -1,6 +1,7 @@
 """The CPU-scale grid (recipes/cpu): every cell exists and loads, every seed is evaluated on the
 same 200 or more questions, and `make paper GRID=cpu SEEDS=...` runs each sampler for each seed
-under names and configs that `fem report` groups by seed."""
+(and the reference run where the task has reference solutions) under names and configs that
+`fem report` groups by seed."""
 
 from __future__ import annotations
 
@@ -24,10 +25,14 @@ SAMPLERS = ("rs", "star", "pps")
 # {model} x {task} x {sampler}, and qwen-coder-0.5b on arith_hard (where it starts between chance
 # and ceiling).
 CELLS = [(m, t) for m in MODELS for t in TASKS] + [("qwen-coder-0.5b", "arith_hard")]
+# The tasks with reference solutions also have a reference cell: the ceiling of the samplers.
+REFERENCE_CELLS = [(m, t) for m, t in CELLS if t.startswith("arith")]
 
 
-@pytest.mark.parametrize(("model", "task"), CELLS)
-@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize(
+    ("model", "task", "sampler"),
+    [(m, t, s) for m, t in CELLS for s in SAMPLERS] + [(m, t, "reference") for m, t in REFERENCE_CELLS],
+)
 def test_every_cell_loads_and_evaluates_200_fixed_questions(model, task, sampler):
     cfg = build_config(LoopConfig, recipe=ROOT / "recipes" / "cpu" / f"{model}-{task}-{sampler}.yaml")
     assert (cfg.model, cfg.task, cfg.sampler, cfg.iterations) == (model, task, sampler, 2)
@@ -40,7 +45,7 @@ def test_every_cell_loads_and_evaluates_200_fixed_questions(model, task, sampler
 
 def test_cpu_grid_has_exactly_its_cells():
     cells = {p.stem for p in (ROOT / "recipes" / "cpu").glob("*.yaml") if not p.name.startswith("_")}
-    assert cells == {f"{m}-{t}-{s}" for m, t in CELLS for s in SAMPLERS}
+    assert cells == {f"{m}-{t}-{s}" for m, t in CELLS for s in SAMPLERS} | {f"{m}-{t}-reference" for m, t in REFERENCE_CELLS}
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
@@ -62,7 +67,9 @@ def test_make_paper_runs_every_seed_and_reports_them_together(tmp_path):
         if "--base-eval" in args:
             overrides["base_eval"] = args["--base-eval"]
         configs.append(build_config(LoopConfig, recipe=ROOT / args["--config"], overrides=overrides))
-    assert [(c.sampler, c.seed) for c in configs] == [(s, seed) for seed in (0, 1) for s in SAMPLERS]
+    # arith has reference solutions: a fourth run per seed, after the three samplers.
+    samplers = (*SAMPLERS, "reference")
+    assert [(c.sampler, c.seed) for c in configs] == [(s, seed) for seed in (0, 1) for s in samplers]
     # The first run of each seed evaluates the base model; the other runs of that seed reuse that
     # evaluation (another seed's may have other questions: a shuffled evaluation follows the seed).
     first_of_seed = {c.seed: c.run_dir for c in reversed(configs)}
@@ -75,7 +82,22 @@ def test_make_paper_runs_every_seed_and_reports_them_together(tmp_path):
         return {key: value for key, value in as_jsonable(cfg).items() if key not in NOT_GROUPING}
 
     # The two seeds of a sampler differ only in what the report ignores when grouping.
-    for sampler in SAMPLERS:
+    for sampler in samplers:
         first, second = (c for c in configs if c.sampler == sampler)
         assert grouping(first) == grouping(second) and first.run_dir != second.run_dir
-    assert len({str(grouping(c)) for c in configs}) == 3
+    assert len({str(grouping(c)) for c in configs}) == 4
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize(("grid", "model", "task"), [("cpu", "smollm2", "arc_easy"), ("paper", "qwen", "mmlu")])
+def test_make_paper_without_reference_solutions_runs_the_three_samplers(tmp_path, grid, model, task):
+    venv = tmp_path / "venv"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-s", "paper", f"GRID={grid}", f"MODEL={model}", f"TASK={task}", "SEEDS=0",
+         f"VENV={venv}", "-o", f"{venv}/.installed", "FEM=echo fem", "LOOP_FEM=echo fem"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )
+    loops = [shlex.split(line) for line in result.stdout.splitlines() if line.split()[1] == "loop"]
+    assert [dict(zip(line[2::2], line[3::2]))["--config"] for line in loops] == [
+        f"recipes/{grid}/{model}-{task}-{sampler}.yaml" for sampler in SAMPLERS
+    ]

@@ -20,12 +20,19 @@ EXAMPLES = """Examples:
   fem sample --model qwen --task arc_challenge --sampler star --backend vllm --shard 0/4 --out samples-0.jsonl
 
   fem sample --model smollm2 --task arith --limit 24 --sampler pps --permute-choices --verify --out samples.jsonl
+
+  fem sample --task arith_hard --limit 64 --shuffle --sampler reference --permute-choices --out reference.jsonl
 """
+
+
+def _number(value: float | None) -> str:
+    """One decimal; a dash for a figure a written (reference) stage does not have."""
+    return "–" if value is None else f"{value:.1f}"
 
 
 @config_command(SampleConfig, name="sample", epilog=EXAMPLES)
 def sample(cfg: SampleConfig) -> None:
-    """Draw rationales for each question from a proposal (rs, star, pps) and score them."""
+    """Draw rationales for each question from a proposal (rs, star, pps) and score them; or write the task's worked solutions (reference)."""
     set_threads(cfg.threads)
     console = Console(stderr=True)
     with Progress(
@@ -38,7 +45,7 @@ def sample(cfg: SampleConfig) -> None:
             if stage not in tasks:
                 tasks[stage] = bar.add_task(f"{cfg.sampler}/{stage} questions", total=total, rate="")
             elapsed = bar.tasks[tasks[stage]].elapsed or 0.0
-            rate = f"{tokens / elapsed:.0f} tok/s" if elapsed > 0 else ""
+            rate = f"{tokens / elapsed:.0f} tok/s" if elapsed > 0 and tokens else ""  # none: written (reference)
             bar.update(tasks[stage], completed=done, rate=rate)
 
         out = run_sample(cfg, on_status=lambda line: console.print(line), progress=progress)
@@ -54,6 +61,6 @@ def sample(cfg: SampleConfig) -> None:
             name, str(stats["questions"]), str(stats["questions_with_correct"]), str(stats["samples"]),
             str(stats["accepted"]), f"{stats['acceptance_rate']:.1%}",
             *((f"{stats['verified']} ({stats['verified_share']:.0%} of accepted)",) if verified else ()),
-            f"{stats['mean_rationale_tokens']:.1f}", f"{stats['tokens_per_second']:.1f}", f"{stats['wall_seconds']:.1f}",
+            _number(stats["mean_rationale_tokens"]), _number(stats["tokens_per_second"]), f"{stats['wall_seconds']:.1f}",
         )
     Console().print(table)

@@ -55,7 +55,7 @@ class LoopConfig:
     train_limit: Optional[int] = option(None, "Questions sampled per iteration: a fresh shuffled subset each iteration (default: all).")
     eval_limit: Optional[int] = option(None, "Evaluate on the first N questions of each eval task.")
     seed: int = option(0, "Run seed; iteration k samples and trains with seed + k.")
-    sampler: str = option("pps", "E-step proposal: rs, star or pps.")
+    sampler: str = option("pps", "E-step proposal: rs, star or pps; reference: the task's own worked solutions (no model; the ceiling, arith and arith_hard).")
     init: Literal["base", "continue"] = option("base", "Each M-step starts from the base model (STaR's choice) or continues from the previous iteration's model.")
     restart: bool = option(False, "Delete an existing run folder of this name and start over.")
     base_eval: Optional[str] = option(None, "A finished `fem evaluate` folder of the base model, made with this run's iteration-0 config (e.g. another run's iter-0/eval in the same grid; another seed only for a greedy evaluation of unshuffled questions): copied as iteration 0 instead of evaluating again.")

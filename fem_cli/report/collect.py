@@ -68,8 +68,11 @@ def collect_run(run_dir: Path) -> list[IterationFigures]:
             accepted = sum(s["accepted"] for s in stages)
             if accepted and all("verified" in s for s in stages):
                 figures.verified_share = sum(s["verified"] for s in stages) / accepted
+            # Written stages (reference solutions) have no length in tokens: None, not 0.
+            generated = [s for s in stages if s["mean_rationale_tokens"] is not None]
+            counted = sum(s["samples"] for s in generated)
             figures.mean_rationale_tokens = (
-                sum(s["mean_rationale_tokens"] * s["samples"] for s in stages) / drawn if drawn else 0.0
+                sum(s["mean_rationale_tokens"] * s["samples"] for s in generated) / counted if counted else None
             )
         stats = read_json(stats_path(stage_output(run_dir, k, "filter")))
         if stats:

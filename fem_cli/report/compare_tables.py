@@ -1,5 +1,7 @@
 """The comparison's tables: one row per run group and iteration (mean and spread over seeds, the
-E-step's acceptance, verified share, rationale length and wall time), and one row per paired test.
+E-step's acceptance, verified share, rationale length and wall time; with a reference run among
+the groups, each accuracy's share of base→reference, see fem_cli.report.ceiling), and one row per
+paired test.
 Each table is (header, body), rendered as Markdown for report.md and as rich for the terminal.
 """
 
@@ -9,6 +11,8 @@ from typing import Any, Sequence
 
 from rich.table import Table
 
+from fem_cli.report.ceiling import CAPTION as REFERENCE_CAPTION
+from fem_cli.report.ceiling import has_reference, reference_share
 from fem_cli.report.compare import Comparison, PairedComparison, RunGroup
 from fem_cli.report.stats import CONFIDENCE_LEVEL, SIGNIFICANCE_LEVEL, seed_spread
 
@@ -19,6 +23,10 @@ GROUPS_CAPTION = (
     "share of E-step draws with the gold answer; verified: share of kept rationales that passed "
     "verification (– where the run does not record it); times are per iteration, mean over seeds."
 )
+
+
+def groups_caption(groups: Sequence[RunGroup]) -> str:
+    return GROUPS_CAPTION + (" " + REFERENCE_CAPTION if has_reference(groups) else "")
 
 
 def comparison_caption(comparisons: Sequence[PairedComparison]) -> str:
@@ -53,7 +61,10 @@ def _minutes(values: list[float]) -> str:
 
 def group_rows(groups: Sequence[RunGroup]) -> tuple[list[str], list[list[str]]]:
     tasks = list(dict.fromkeys(t for g in groups for run in g.runs for f in run.figures for t in f.accuracy))
-    header = ["run", "seeds", "iteration", *(f"{task} accuracy" for task in tasks), "acceptance", "verified",
+    # With a reference run among them, each accuracy also as a share of base -> reference.
+    shared = tasks if has_reference(groups) else []
+    header = ["run", "seeds", "iteration", *(f"{task} accuracy" for task in tasks),
+              *(f"{task} share of base→reference" for task in shared), "acceptance", "verified",
               "rationale tokens", "sample time", "iteration time"]
     body = []
     for group in groups:
@@ -67,6 +78,7 @@ def group_rows(groups: Sequence[RunGroup]) -> tuple[list[str], list[list[str]]]:
                 " ".join(map(str, group.seeds)),
                 str(k),
                 *(_with_spread(values, percent=True) for values in accuracies),
+                *(reference_share(group, groups, k, task) or MISSING for task in shared),
                 _with_spread([f.acceptance_rate for f in figures if f.acceptance_rate is not None], percent=True),
                 _percent(sum(verified) / len(verified)) if verified else MISSING,
                 _with_spread([f.mean_rationale_tokens for f in figures if f.mean_rationale_tokens is not None], percent=False),
@@ -120,7 +132,7 @@ def comparison_json(comparison: Comparison) -> dict[str, Any]:
 
 def comparison_sections(comparison: Comparison) -> list[str]:
     """The Markdown sections of report.md: the groups' table, then the paired tests (if any)."""
-    sections = ["## Runs grouped by seed", "", markdown(*group_rows(comparison.groups), GROUPS_CAPTION), ""]
+    sections = ["## Runs grouped by seed", "", markdown(*group_rows(comparison.groups), groups_caption(comparison.groups)), ""]
     if comparison.tests:
         sections += ["## Paired comparison", "", markdown(*comparison_rows(comparison.tests), comparison_caption(comparison.tests)), ""]
     return sections

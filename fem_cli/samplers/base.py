@@ -5,6 +5,8 @@ how many times. `Proposal.draw` turns questions into scored `Sample` records; re
 answer extraction as `fem filter` and `fem evaluate`. With `permute_choices`, every draw shows its
 question's choices in its own seeded order (labels in place, contents moved, the gold following its
 content), so hinted golds spread over all labels and training cannot reward one favourite label.
+A proposal that writes instead (`write`: the task's worked solution, the reference sampler) makes
+the same records, scored the same way, with no backend and no model.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ import time
 from typing import Callable, Sequence
 
 from fem_cli.answers import reward
-from fem_cli.backends.base import GenerationBackend, GenerationRequest, SamplingSettings
+from fem_cli.backends.base import Completion, GenerationBackend, GenerationRequest, SamplingSettings
 from fem_cli.checkpoint import Checkpoint, batch_key
 from fem_cli.prompts import PromptTemplate, build_messages, hint_text
 from fem_cli.records import GenerationSettings, Question, Sample
 from fem_cli.seeding import derive_seed
 from fem_cli.tasks.rotation import permuted, random_order
+
+
+# The stages whose prompt carries the correct answer (STaR's rationalization, PPS).
+HINTED_STAGES = ("rationalized", "hinted")
 
 
 @dataclasses.dataclass
@@ -32,6 +38,8 @@ class StageStats:
     accepted: int = 0
     tokens: int = 0
     seconds: float = 0.0
+    # False for written samples (reference solutions): no tokens, so no length or speed either.
+    generated: bool = True
 
     def add(self, sample: Sample) -> None:
         self.question_ids.add(sample.question_id)
@@ -41,31 +49,35 @@ class StageStats:
         self.accepted += int(sample.reward)
         self.tokens += sample.num_tokens
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> dict[str, float | int | None]:
         return {
             "questions": len(self.question_ids),
             "questions_with_correct": len(self.solved_ids),
             "samples": self.samples,
             "accepted": self.accepted,
             "acceptance_rate": self.accepted / self.samples if self.samples else 0.0,
-            "mean_rationale_tokens": self.tokens / self.samples if self.samples else 0.0,
+            "mean_rationale_tokens": (self.tokens / self.samples if self.samples else 0.0) if self.generated else None,
             "tokens_generated": self.tokens,
-            "tokens_per_second": self.tokens / self.seconds if self.seconds else 0.0,
+            "tokens_per_second": (self.tokens / self.seconds if self.seconds else 0.0) if self.generated else None,
             "wall_seconds": round(self.seconds, 3),
         }
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Proposal:
-    """Everything a sampler needs to draw: the backend, settings, prompts and seeds."""
+    """Everything a sampler needs to draw: the backend, settings, prompts and seeds; or, for a
+    proposal that writes its completions, `write` instead of a backend."""
 
-    backend: GenerationBackend
-    settings: SamplingSettings  # n is set per draw
+    backend: GenerationBackend | None = None
+    settings: SamplingSettings = SamplingSettings()  # n is set per draw
     template: PromptTemplate
     sampler: str
     model: str
     seed: int
-    generation: GenerationSettings
+    generation: GenerationSettings | None  # None: written, not generated
+    # The completion for a question as shown (the task's reference solution): set, the proposal
+    # writes instead of generating, so it has no backend.
+    write: Callable[[Question], str] | None = None
     # (stage, questions done, questions in this draw, tokens generated in this draw)
     on_progress: Callable[[str, int, int, int], None] | None = None
     # The prompt style of the questions: choice or judge (see fem_cli.prompts).
@@ -76,6 +88,13 @@ class Proposal:
     # Each draw sees the choices in its own seeded order (see the module docstring).
     permute_choices: bool = False
     stats: dict[str, StageStats] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.backend is None) == (self.write is None):
+            raise ValueError("a proposal either generates (a backend) or writes (write), not both or neither")
+
+    def _stats(self, stage: str) -> StageStats:
+        return self.stats.setdefault(stage, StageStats(generated=self.write is None))
 
     def _shown(self, question: Question, stage: str, n: int, offset: int) -> list[tuple[int, Question, list[int] | None]]:
         """(first sample index, question as shown, its choice order) per request: one request of
@@ -89,7 +108,7 @@ class Proposal:
         return shown
 
     def draw(self, questions: Sequence[Question], stage: str, n: int, offset: int = 0) -> dict[str, list[Sample]]:
-        """n samples for each question, from the hinted prompt unless stage == "self"; `offset`
+        """n samples for each question, from the hinted prompt in a hinted stage; `offset`
         counts the draws a question already had in this stage (sample indices and seeds go on).
         Questions go in batches of `checkpoint_every`, each read back from the checkpoint when
         an interrupted run already finished it."""
@@ -104,7 +123,7 @@ class Proposal:
                 samples = self._generate(batch, stage, n, offset, start, len(questions), tokens_before)
                 if self.checkpoint:
                     self.checkpoint.save(key, samples)
-            stats = self.stats.setdefault(stage, StageStats())
+            stats = self._stats(stage)
             for sample in samples:
                 drawn.setdefault(sample.question_id, []).append(sample)
                 stats.add(sample)
@@ -116,7 +135,7 @@ class Proposal:
     def _generate(
         self, questions: Sequence[Question], stage: str, n: int, offset: int, done_before: int, total: int, tokens_before: int
     ) -> list[Sample]:
-        hinted = stage != "self"
+        hinted = stage in HINTED_STAGES
         per_request = 1 if self.permute_choices else n
         shown = [(question, *view) for question in questions for view in self._shown(question, stage, n, offset)]
         requests = [
@@ -127,13 +146,18 @@ class Proposal:
             for question, first, view, _ in shown
         ]
         started = time.perf_counter()
-        settings = dataclasses.replace(self.settings, n=per_request)
-        report = self.on_progress
-        completions = self.backend.generate(
-            requests, settings,
-            on_progress=(lambda done, tokens: report(stage, done_before + done, total, tokens_before + tokens)) if report else None,
-        )
-        self.stats.setdefault(stage, StageStats()).seconds += time.perf_counter() - started
+        if self.write is not None:
+            write = self.write
+            completions = [[Completion(text=write(view), num_tokens=0, finish_reason="stop")] for _, _, view, _ in shown]
+        else:
+            assert self.backend is not None  # __post_init__: no `write`, so a backend
+            settings = dataclasses.replace(self.settings, n=per_request)
+            report = self.on_progress
+            completions = self.backend.generate(
+                requests, settings,
+                on_progress=(lambda done, tokens: report(stage, done_before + done, total, tokens_before + tokens)) if report else None,
+            )
+        self._stats(stage).seconds += time.perf_counter() - started
         samples = []
         for (question, first, view, order), request, outputs in zip(shown, requests, completions):
             train_prompt = build_messages(view, self.template, hint=False, style=self.style)

@@ -3,7 +3,9 @@
 A spec says everything about its task: what it is, where its data lives (normalized folder,
 Hugging Face hub id and config), the converter that reads the hub's schema, its prompt style and
 its `loglik` format (lm-eval's context and continuations); `fem_cli.tasks.sources` does the
-loading. A spec with `subsets` also answers to `<name>:<subset>` (e.g. one MMLU subject).
+loading. A spec with `subsets` also answers to `<name>:<subset>` (e.g. one MMLU subject). A task
+that can write a worked solution for each of its questions declares it (`reference_solution`):
+the reference sampler's text, the ceiling of any E-step.
 
     get_task("mmlu:abstract_algebra").hub_config  # -> "abstract_algebra"
 """
@@ -69,6 +71,10 @@ class TaskSpec:
     # The `loglik` protocol's context and continuations (see fem_cli.tasks.loglik_formats); None:
     # the task is evaluated generatively only, and asking for loglik is an error.
     loglik_format: LoglikFormat | None = None
+    # The worked solution of one of its questions as shown (choices maybe reordered): working,
+    # then the answer line; None: the task has no reference solutions (`fem sample --sampler
+    # reference` refuses it).
+    reference_solution: Callable[[Question], str] | None = None
 
     @property
     def where(self) -> str:
@@ -183,6 +189,7 @@ TASKS: dict[str, TaskSpec] = {
             hub_config="",
             converter=converters.NORMALIZED,
             generator=arith.generate,
+            reference_solution=arith.solution,
         ),
         TaskSpec(
             name="arith_hard",
@@ -194,6 +201,7 @@ TASKS: dict[str, TaskSpec] = {
             hub_config="",
             converter=converters.NORMALIZED,
             generator=arith.generate_hard,
+            reference_solution=arith.solution_hard,
         ),
     )
 }
@@ -219,6 +227,17 @@ def loglik_format(source: str) -> LoglikFormat:
             f"task {spec.name} has no loglik format (its TaskSpec sets none): evaluate it with --protocol generative"
         )
     return spec.loglik_format
+
+
+def reference_solutions(source: str) -> Callable[[Question], str]:
+    """The reference solution writer of task `source`; FemError naming the tasks that have one
+    when it has none (a question file never has)."""
+    spec = TASKS.get(source.partition(":")[0])
+    if spec is None or spec.reference_solution is None:
+        having = ", ".join(name for name, task in TASKS.items() if task.reference_solution is not None)
+        what = f"task {source!r}" if spec is not None else f"{source!r} (not a built-in task)"
+        raise FemError(f"{what} has no reference solutions; tasks that have them: {having}")
+    return spec.reference_solution
 
 
 def list_tasks() -> list[TaskSpec]:
