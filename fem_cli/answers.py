@@ -82,17 +82,26 @@ def extract_answer(text: str, labels: Sequence[str], choices: Sequence[str]) -> 
 
 def read_answer(text: str, labels: Sequence[str], choices: Sequence[str]) -> Answer:
     """The final answer of `text` and whether a label line/marker or the content gave it."""
+    return _locate(_clean(text), labels, choices)[0]
+
+
+def _clean(text: str) -> str:
     # Markdown emphasis ("**Answer:** **B**") carries no meaning here and would split the patterns.
-    clean = text.replace("*", "")
+    return text.replace("*", "")
+
+
+def _locate(clean: str, labels: Sequence[str], choices: Sequence[str]) -> tuple[Answer, int | None]:
+    """The final answer of `clean` and where the statement giving it starts: the marker that
+    decided, or the label last line; None when the content gave it (or nothing did)."""
     for pattern in (_EXPLICIT, _STATED):
-        for body in reversed(list(_bodies(pattern, clean))):
+        for start, body in reversed(list(_bodies(pattern, clean))):
             decided, label = _read_body(body, labels, choices)
             if decided:
-                return _answer(label, "label")
+                return _answer(label, "label"), start
     decided, label = _last_line_label(clean, labels)
     if decided:
-        return _answer(label, "label")
-    return _answer(_content_label(clean, labels, choices), "content")
+        return _answer(label, "label"), clean.rstrip().rfind("\n") + 1
+    return _answer(_content_label(clean, labels, choices), "content"), None
 
 
 def _answer(label: str | None, extraction: Extraction) -> Answer:
@@ -106,11 +115,11 @@ def reward(text: str, labels: Sequence[str], choices: Sequence[str], gold: str) 
     return answer, float(answer.label == gold)
 
 
-def _bodies(pattern: re.Pattern[str], text: str) -> Iterator[str]:
-    """The rest of the line after each match; the next non-empty line when that is blank."""
+def _bodies(pattern: re.Pattern[str], text: str) -> Iterator[tuple[int, str]]:
+    """Each match's start, and the rest of its line; the next non-empty line when that is blank."""
     for match in pattern.finditer(text):
         first, _, after = text[match.end():].partition("\n")
-        yield first if first.strip() else after.lstrip().partition("\n")[0]
+        yield match.start(), first if first.strip() else after.lstrip().partition("\n")[0]
 
 
 def _read_body(body: str, labels: Sequence[str], choices: Sequence[str]) -> _Reading:
@@ -211,7 +220,12 @@ def _content_label(text: str, labels: Sequence[str], choices: Sequence[str]) -> 
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return None
-    sentence = " ".join(_SENTENCE_END.split(lines[-1])[-1].split()).lower()
+    return _named_choice(_SENTENCE_END.split(lines[-1])[-1], labels, choices)
+
+
+def _named_choice(sentence: str, labels: Sequence[str], choices: Sequence[str]) -> str | None:
+    """The one choice whose text `sentence` names, or None (none, several, or negated)."""
+    sentence = " ".join(sentence.split()).lower()
     if _NEGATION.search(sentence):
         return None
     spans: list[tuple[int, int, str]] = []
@@ -232,6 +246,73 @@ def _normalize(text: str) -> str:
     """Lowercase, one space between words, no leading article or quotes, no trailing punctuation."""
     text = " ".join(text.split()).lower()
     return _TRAILING_NOISE.sub("", _LEADING_NOISE.sub("", text))
+
+
+# --- content_answer ------------------------------------------------------------------------------
+#
+# A rationale may end on an answer its own working does not reach: a hinted draw can write wrong
+# working and then the hinted label. `content_answer` reads the choice the working reaches, apart
+# from the final answer. The working is the text before the statement that gives the final answer
+# (the deciding "Answer:" marker or "the answer is", or a label last line; all of the text when
+# the content itself gave the answer), without lines that restate a choice ("C. 159", a bare "C")
+# and label mentions ("choice C", "option (C)", "(C)"), which say a label, not a working's result:
+#   numeric choices (every choice a number, "159", "-3", "1,250", "2.5"): the last number written
+#     in the working, if it is one choice's value (a last number that is no choice reaches none);
+#   text choices: the last sentence that names exactly one choice's text, as layer 4 reads one.
+
+_NUMBER_BODY = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+# A number in prose: not part of a word or of a longer number ("x3", "2.5"'s "5", "159th").
+_NUMBER = re.compile(r"(?<![\w.])(-?)(" + _NUMBER_BODY + r")(?!\w|\.\d)")
+_CHOICE_NUMBER = re.compile("-?" + _NUMBER_BODY)
+# A minus right after an operand ("53 - 3") subtracts: the number is 3, not -3.
+_OPERAND_END = re.compile(r"[\d)]\s*$")
+
+
+def content_answer(text: str, labels: Sequence[str], choices: Sequence[str]) -> str | None:
+    """The label of the choice the working of `text` reaches, or None when it names none."""
+    clean = _clean(text)
+    return _reached(clean, _locate(clean, labels, choices)[1], labels, choices)
+
+
+def consistency(text: str, labels: Sequence[str], choices: Sequence[str]) -> bool | None:
+    """Whether the working of `text` reaches the answer its answer line gives (False also when it
+    reaches a choice and the answer is unreadable); None when the working names no choice."""
+    clean = _clean(text)
+    answer, start = _locate(clean, labels, choices)
+    reached = _reached(clean, start, labels, choices)
+    return None if reached is None else reached == answer.label
+
+
+def _reached(clean: str, start: int | None, labels: Sequence[str], choices: Sequence[str]) -> str | None:
+    names = "|".join(re.escape(label) for label in sorted(labels, key=len, reverse=True))
+    mention = re.compile(rf"(?i:\b(?:option|choice))\s+[(\[]?(?:{names})(?![A-Za-z0-9])[)\]]?|[(\[](?:{names})[)\]]")
+    restated = re.compile(rf"[(\[]?({names})(?:[)\]:.]+\s*(.*)|\s*$)")
+    lines = []
+    for line in (clean if start is None else clean[:start]).splitlines():
+        listing = restated.fullmatch(line.strip())
+        if listing and (not listing.group(2) or _normalize(listing.group(2)) == _normalize(choices[labels.index(listing.group(1))])):
+            continue
+        lines.append(mention.sub(" ", line))
+    if all(_CHOICE_NUMBER.fullmatch(choice.strip()) for choice in choices):
+        return _last_number_choice("\n".join(lines), labels, choices)
+    sentences = [sentence for line in lines for sentence in _SENTENCE_END.split(line.strip())]
+    return next((label for sentence in reversed(sentences) if (label := _named_choice(sentence, labels, choices))), None)
+
+
+def _last_number_choice(working: str, labels: Sequence[str], choices: Sequence[str]) -> str | None:
+    numbers = list(_NUMBER.finditer(working))
+    if not numbers:
+        return None
+    last = numbers[-1]
+    value = _number(last.group(2))
+    if last.group(1) and not _OPERAND_END.search(working, 0, last.start()):
+        value = -value
+    reached = [label for label, choice in zip(labels, choices) if _number(choice.strip()) == value]
+    return reached[0] if len(reached) == 1 else None
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
 
 
 # --- answer_line_end -----------------------------------------------------------------------------

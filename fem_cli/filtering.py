@@ -3,22 +3,26 @@
 Reads one or more sample files (shards merge here), recomputes every reward with the current
 answer extraction (a better extractor applies to old files), drops unverified samples
 (--require-verified: hinted rationales whose answer does not stand without the hint, see
-`fem sample --verify`), hint leaks, too-short rationales and duplicate rationales per question,
-keeps up to K per question, and writes
+`fem sample --verify`), rationales whose working does not reach their answer (--require-consistent,
+read again from the text, see `fem_cli.answers.consistency`), hint leaks, too-short rationales and
+duplicate rationales per question, keeps up to K per question, caps the examples per gold label
+(--balance-labels, see `balance`), and writes
 `TrainExample`s whose prompt is the **hint-free** prompt. Statistics go to `<out>.stats.json`.
 
-    fem filter samples.jsonl --out train.jsonl --max-per-question 2
+    fem filter samples.jsonl --out train.jsonl --max-per-question 2 --require-consistent --balance-labels
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections import Counter, defaultdict
+from fractions import Fraction
 from pathlib import Path
 from typing import Optional
 
-from fem_cli.answers import find_hint_leak, reward
+from fem_cli.answers import consistency, find_hint_leak, reward
 from fem_cli.config import option
 from fem_cli.errors import FemError
 from fem_cli.jsonl import check_unique, iter_jsonl_lines, write_json, write_jsonl
@@ -36,6 +40,8 @@ class FilterConfig:
     min_words: int = option(8, "Drop completions with fewer words (e.g. a bare 'Answer: B').")
     drop_leaks: bool = option(True, "Drop hinted rationales that say they were given the answer.")
     require_verified: bool = option(False, "Keep only verified samples (`fem sample --verify`): hinted rationales whose answer stands without the hint.")
+    require_consistent: bool = option(False, "Keep only rationales whose working reaches their answer: numeric choices, the last number before the answer line is the answer's value; text choices, the last sentence naming one choice names the answer's (working that names no choice is dropped too).")
+    balance_labels: bool = option(False, "Cap the kept examples per gold label (as shown, after --permute-choices) at the label's share of the questions times the examples kept, rounded up, dropping the extras of questions with another kept example first.")
 
     def __post_init__(self) -> None:
         if not self.samples:
@@ -55,6 +61,9 @@ class FilterStats:
     per_stage: dict[str, Counter] = dataclasses.field(default_factory=lambda: defaultdict(Counter))
     questions: set[str] = dataclasses.field(default_factory=set)
     questions_kept: set[str] = dataclasses.field(default_factory=set)
+    # Kept examples per gold label (after --balance-labels), and what balancing did (None: off).
+    kept_per_label: dict[str, int] = dataclasses.field(default_factory=dict)
+    balance: Optional[dict[str, dict[str, float | int]]] = None
 
     def as_dict(self) -> dict:
         totals = Counter()
@@ -65,11 +74,17 @@ class FilterStats:
             "correct": totals["correct"],
             "kept": totals["kept"],
             "verified": totals["verified"],
+            "consistent": totals["consistent"],
             "unverified_dropped": totals["unverified"],
+            "inconsistent_dropped": totals["inconsistent"],
+            "unread_dropped": totals["unread"],
             "leaks_dropped": totals["leak"],
             "too_short_dropped": totals["too_short"],
             "duplicates_removed": totals["duplicate"],
             "over_cap_dropped": totals["over_cap"],
+            "unbalanced_dropped": totals["unbalanced"],
+            "kept_per_label": self.kept_per_label,
+            "balance": self.balance,
             "questions": len(self.questions),
             "questions_with_kept": len(self.questions_kept),
             "per_stage": {
@@ -78,6 +93,8 @@ class FilterStats:
                     "kept_rate": counts["kept"] / counts["total"] if counts["total"] else 0.0,
                     # Of the correct samples, the share whose answer stands without the hint.
                     "verified_share": counts["verified"] / counts["correct"] if counts["correct"] else 0.0,
+                    # Of the correct samples, the share whose working reaches the gold.
+                    "consistent_share": counts["consistent"] / counts["correct"] if counts["correct"] else 0.0,
                 }
                 for stage, counts in sorted(self.per_stage.items())
             },
@@ -87,7 +104,7 @@ class FilterStats:
 def select(samples: list[Sample], cfg: FilterConfig) -> tuple[list[TrainExample], FilterStats]:
     stats = FilterStats()
     seen: dict[str, set[str]] = defaultdict(set)
-    kept: list[TrainExample] = []
+    kept: list[Sample] = []
     for sample in samples:
         counts = stats.per_stage[f"{sample.sampler}/{sample.stage}"]
         counts["total"] += 1
@@ -97,8 +114,13 @@ def select(samples: list[Sample], cfg: FilterConfig) -> tuple[list[TrainExample]
             continue
         counts["correct"] += 1
         counts["verified"] += bool(sample.verified)
+        consistent = consistency(sample.text, sample.labels, sample.choices)
+        counts["consistent"] += consistent is True
         if cfg.require_verified and not sample.verified:
             counts["unverified"] += 1
+            continue
+        if cfg.require_consistent and consistent is not True:
+            counts["inconsistent" if consistent is False else "unread"] += 1
             continue
         if cfg.drop_leaks and sample.hinted and find_hint_leak(sample.text, sample.hint):
             counts["leak"] += 1
@@ -115,17 +137,65 @@ def select(samples: list[Sample], cfg: FilterConfig) -> tuple[list[TrainExample]
             continue
         seen[sample.question_id].add(key)
         counts["kept"] += 1
-        stats.questions_kept.add(sample.question_id)
-        kept.append(
-            TrainExample(
-                question_id=sample.question_id,
-                prompt=sample.train_prompt,
-                completion=sample.text.strip(),
-                sampler=sample.sampler,
-                stage=sample.stage,
-            )
+        kept.append(sample)
+    if cfg.balance_labels:
+        kept, dropped, stats.balance = balance(kept, label_shares(samples))
+        for sample in dropped:
+            counts = stats.per_stage[f"{sample.sampler}/{sample.stage}"]
+            counts["kept"] -= 1
+            counts["unbalanced"] += 1
+    stats.questions_kept = {sample.question_id for sample in kept}
+    stats.kept_per_label = dict(sorted(Counter(sample.gold for sample in kept).items()))
+    return [
+        TrainExample(
+            question_id=sample.question_id,
+            prompt=sample.train_prompt,
+            completion=sample.text.strip(),
+            sampler=sample.sampler,
+            stage=sample.stage,
         )
-    return kept, stats
+        for sample in kept
+    ], stats
+
+
+def label_shares(samples: list[Sample]) -> dict[str, Fraction]:
+    """Each gold label's share of the questions: per question, the share of its draws that show
+    that gold (a question's one gold without --permute-choices), averaged over the questions."""
+    golds: dict[str, Counter] = defaultdict(Counter)
+    for sample in samples:
+        golds[sample.question_id][sample.gold] += 1
+    shares: dict[str, Fraction] = defaultdict(Fraction)
+    for counts in golds.values():
+        drawn = sum(counts.values())
+        for label, count in counts.items():
+            shares[label] += Fraction(count, drawn * len(golds))
+    return dict(sorted(shares.items()))
+
+
+def balance(kept: list[Sample], shares: dict[str, Fraction]) -> tuple[list[Sample], list[Sample], dict[str, dict[str, float | int]]]:
+    """(kept, dropped, what was done): each gold label keeps at most ceil(share x len(kept))
+    examples, so that training cannot reward a favourite label by seeing it more often than the
+    questions do. A label's extras go last in file order first, examples of questions that keep
+    another example before any question's last one."""
+    caps = {label: math.ceil(share * len(kept)) for label, share in shares.items()}
+    per_question = Counter(sample.question_id for sample in kept)
+    dropped: set[int] = set()
+    dropped_per_label = {}
+    for label, cap in caps.items():
+        own = [i for i, sample in enumerate(kept) if sample.gold == label]
+        excess = len(own) - cap
+        for spares_only in (True, False):
+            for i in reversed(own):
+                if excess <= 0:
+                    break
+                if i in dropped or (spares_only and per_question[kept[i].question_id] < 2):
+                    continue
+                dropped.add(i)
+                per_question[kept[i].question_id] -= 1
+                excess -= 1
+        dropped_per_label[label] = max(len(own) - cap, 0)
+    info = {"shares": {label: float(share) for label, share in shares.items()}, "caps": caps, "dropped": dropped_per_label}
+    return ([s for i, s in enumerate(kept) if i not in dropped], [s for i, s in enumerate(kept) if i in dropped], info)
 
 
 def run_filter(cfg: FilterConfig) -> tuple[Path, dict]:

@@ -95,6 +95,9 @@ class Sample(Record):
     # How `extracted` was read (fem_cli.answers): "label" (an answer line or label) or "content"
     # (the final sentence names one choice's text); None when unparsed and in older files.
     extraction: Optional[Literal["label", "content"]] = None
+    # Whether the working before the answer line reaches the answer it gives
+    # (fem_cli.answers.consistency); None when the working names no choice, and in older files.
+    consistent: Optional[bool] = None
     reward: float
     # What wrote `text`: the model as given to `fem sample`, or "reference:<task>" for the task's
     # own worked solution ...

@@ -153,9 +153,11 @@ def test_report_shows_baseline_circular_accuracy_verified_share_and_the_answer_d
     iterations = [IterationFigures(0, {"arith": accuracy}, {"arith": metrics}),
                   IterationFigures(1, {"arith": accuracy}, {"arith": metrics}, acceptance_rate=0.5, verified_share=0.25)]
     table = markdown_table(iterations).splitlines()
+    # A takes 30 of the 40 answers against 25 % of the golds: the run is marked as collapsed.
     assert table[0] == ("| iteration | arith accuracy [95% CI] | arith constant baseline | arith circular accuracy [95% CI] "
-                        "| acceptance | verified | mean rationale tokens | kept |")
-    assert table[3].startswith("| 1 | 50.0% [40.0%, 60.0%] | 25.0% | 12.5% [5.0%, 20.0%] | 50.0% | 25.0% |")
+                        "| arith answers | acceptance | verified | mean rationale tokens | kept |")
+    assert table[3].startswith("| 1 | 50.0% [40.0%, 60.0%] | 25.0% | 12.5% [5.0%, 20.0%] | collapse: A 30 of 40, golds 25 % "
+                               "| 50.0% | 25.0% |")
     png = plot_prediction_distribution("demo run", iterations, tmp_path)
     assert png == tmp_path / "predictions-demo-run.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_prediction_distribution("old", [IterationFigures(0, {"arith": accuracy}, {"arith": {}})], tmp_path) is None

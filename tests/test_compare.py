@@ -55,7 +55,9 @@ def make_run(root: Path, sampler: str, seed: int, outcomes: dict[int, str], veri
         if k == 0:
             continue
         accepted = 6 if sampler == "pps" else 3
-        summary = {"stages": {f"{sampler}/self": {"samples": 10, "accepted": accepted, "mean_rationale_tokens": 40.0 + seed}}}
+        # pps records the consistent share (3 of its 6 accepted draws); rs is an older summary without it.
+        consistent = {"consistent": 3, "inconsistent": 2} if sampler == "pps" else {}
+        summary = {"stages": {f"{sampler}/self": {"samples": 10, "accepted": accepted, "mean_rationale_tokens": 40.0 + seed, **consistent}}}
         (folder / f"iter-{k}" / "samples.jsonl.summary.json").write_text(json.dumps(summary))
         stats = {"kept": accepted, "questions_with_kept": accepted, **({"verified_share": verified} if verified is not None else {})}
         (folder / f"iter-{k}" / "train.jsonl.stats.json").write_text(json.dumps(stats))
@@ -158,9 +160,10 @@ def test_report_compares_runs_end_to_end(grid, tmp_path):
     assert "## Runs grouped by seed" in report and "## Paired comparison" in report
     rows = {line.split(" | ")[0].lstrip("| ") + "/" + line.split(" | ")[2]: line for line in report.splitlines()
             if line.startswith("| m-arith-")}
-    # mean over seeds, ± the standard deviation over seeds; verified share from the filter stats or –
-    assert "| 80.0% ± 0.0 | 60.0% ± 0.0 | 50.0% | 40.5 ± 0.7 | 2.0 min | 7.0 min |" in rows["m-arith-pps/1"]
-    assert "| 40.0% ± 14.1 | 30.0% ± 0.0 | – |" in rows["m-arith-rs/1"]
+    # mean over seeds, ± the standard deviation over seeds; verified share from the filter stats or –;
+    # consistent share of the accepted draws from the sample summary or –
+    assert "| 80.0% ± 0.0 | 60.0% ± 0.0 | 50.0% | 50.0% ± 0.0 | 40.5 ± 0.7 | 2.0 min | 7.0 min |" in rows["m-arith-pps/1"]
+    assert "| 40.0% ± 14.1 | 30.0% ± 0.0 | – | – |" in rows["m-arith-rs/1"]
     assert "| arith | 1 | m-arith-pps | m-arith-rs | 0 1 | 10 | 80.0% | 40.0% | +40.0 pts [" in report
     assert "| 6 / 1 | 0.125 | 0.125 | no |" in report
     assert "Holm's method over all 1 tests" in report

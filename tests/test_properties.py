@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fem_cli.answers import extract_answer
+from fem_cli.answers import consistency, content_answer, extract_answer
 from fem_cli.config import build_config
 from fem_cli.errors import FemError
 from fem_cli.filtering import FilterConfig
@@ -130,11 +130,16 @@ def test_recipes_give_a_config_or_one_error_naming_the_file(tmp_path_factory, co
 
 
 @settings(max_examples=200, deadline=None)
-@given(text=st.text(max_size=300) | st.lists(st.sampled_from(["Answer:", " (B)", "**", "A", "the answer is", "\n", " ", "b)", "12"]), max_size=30).map("".join),
-       chosen=labels, choice_text=st.lists(st.text(max_size=8), min_size=5, max_size=5))
+@given(text=st.text(max_size=300) | st.lists(st.sampled_from(["Answer:", " (B)", "**", "A", "the answer is", "\n", " ", "b)", "12",
+                                                              "-3", " = ", "1,250", ". ", "choice C", "C. 12"]), max_size=30).map("".join),
+       chosen=labels, choice_text=st.lists(st.text(max_size=8) | st.sampled_from(["12", "-3", "1,250", "2.5"]), min_size=5, max_size=5))
 def test_answer_extraction_gives_a_label_or_none(text, chosen, choice_text):
     answer = extract_answer(text, chosen, choice_text[: len(chosen)])
     assert answer is None or answer in chosen
+    # The working's own answer, read apart from the answer line, too.
+    reached = content_answer(text, chosen, choice_text[: len(chosen)])
+    assert reached is None or reached in chosen
+    assert consistency(text, chosen, choice_text[: len(chosen)]) is (None if reached is None else reached == answer)
 
 
 @pytest.mark.parametrize("record_type", [Question, TrainExample])

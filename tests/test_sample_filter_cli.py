@@ -28,6 +28,10 @@ def test_pps_sample_then_filter_trains_without_the_hint(tiny_model, questions_fi
     stage = summary["stages"]["pps/hinted"]
     assert stage["samples"] == 48 and stage["accepted"] == sum(int(r.reward) for r in records)
     assert stage["tokens_generated"] == sum(r.num_tokens for r in records)
+    # Of the accepted samples, those whose working reaches their answer (and those reaching another choice).
+    assert stage["consistent"] == sum(bool(r.reward) and r.consistent is True for r in records)
+    assert stage["inconsistent"] == sum(bool(r.reward) and r.consistent is False for r in records)
+    assert stage["consistent_share"] == (stage["consistent"] / stage["accepted"] if stage["accepted"] else 0.0)
     assert summary["config"]["sampler"] == "pps" and summary["versions"]["torch"]
     assert stage["accepted"] > 0, "the tiny model should write some correct answer lines"
 

@@ -53,7 +53,7 @@ def sample(cfg: SampleConfig) -> None:
     table = Table(title=f"fem sample -> {out}")
     verified = summary.get("verify", False)
     columns = ("sampler/stage", "questions", "solved", "samples", "accepted", "accept rate",
-               *(("verified",) if verified else ()), "mean tokens", "tok/s", "seconds")
+               *(("verified",) if verified else ()), "consistent", "mean tokens", "tok/s", "seconds")
     for column in columns:
         table.add_column(column, justify="right" if column != "sampler/stage" else "left")
     for name, stats in summary["stages"].items():
@@ -61,6 +61,7 @@ def sample(cfg: SampleConfig) -> None:
             name, str(stats["questions"]), str(stats["questions_with_correct"]), str(stats["samples"]),
             str(stats["accepted"]), f"{stats['acceptance_rate']:.1%}",
             *((f"{stats['verified']} ({stats['verified_share']:.0%} of accepted)",) if verified else ()),
+            f"{stats['consistent']} ({stats['consistent_share']:.0%} of accepted)",
             _number(stats["mean_rationale_tokens"]), _number(stats["tokens_per_second"]), f"{stats['wall_seconds']:.1f}",
         )
     Console().print(table)

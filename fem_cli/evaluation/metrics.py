@@ -96,6 +96,32 @@ def label_counts(values: Sequence[Optional[str]], labels: Sequence[str]) -> dict
     return {**{label: counts[label] for label in ordered}, "unparsed": counts[None]}
 
 
+@dataclasses.dataclass(frozen=True)
+class Collapse:
+    """One label taking far more of the answers than of the golds: a label prior, not reasoning."""
+
+    label: str
+    count: int  # answers with this label
+    n: int  # evaluated prompts
+    gold_share: float  # the label's share of the golds
+
+
+def label_collapse(predictions: dict[str, int], gold: dict[str, int]) -> Collapse | None:
+    """The most given label (the first of a tie) when it takes more than twice its share of the
+    golds; where that is out of reach (a label holding a third of the golds or more, e.g. either
+    label of a balanced two-choice task), more than halfway from its gold share to every answer.
+    None otherwise. Takes `label_counts` of the answers and of the golds; unparsed never collapses."""
+    n = sum(gold.values())
+    answered = {label: count for label, count in predictions.items() if label != "unparsed"}
+    if not n or not answered:
+        return None
+    label = max(answered, key=lambda name: answered[name])
+    golds = gold.get(label, 0)
+    if answered[label] <= min(2 * golds, (n + golds) / 2):
+        return None
+    return Collapse(label, answered[label], n, golds / n)
+
+
 def constant_baseline(golds: Sequence[str]) -> float:
     """The best accuracy any single constant answer gets: the largest share of one gold label."""
     return max(Counter(golds).values()) / len(golds) if golds else 0.0

@@ -25,6 +25,8 @@ class IterationFigures:
     acceptance_rate: float | None = None
     # Share of the accepted samples whose answer stands without the hint (`fem sample --verify`).
     verified_share: float | None = None
+    # Share of the accepted samples whose working reaches their answer (None: older summaries).
+    consistent_share: float | None = None
     mean_rationale_tokens: float | None = None
     samples: int | None = None
     kept: int | None = None
@@ -68,6 +70,8 @@ def collect_run(run_dir: Path) -> list[IterationFigures]:
             accepted = sum(s["accepted"] for s in stages)
             if accepted and all("verified" in s for s in stages):
                 figures.verified_share = sum(s["verified"] for s in stages) / accepted
+            if accepted and all("consistent" in s for s in stages):
+                figures.consistent_share = sum(s["consistent"] for s in stages) / accepted
             # Written stages (reference solutions) have no length in tokens: None, not 0.
             generated = [s for s in stages if s["mean_rationale_tokens"] is not None]
             counted = sum(s["samples"] for s in generated)

@@ -21,7 +21,8 @@ MISSING = "–"
 GROUPS_CAPTION = (
     "Mean over seeds; ± is the standard deviation over seeds (shown from 2 seeds). Acceptance: "
     "share of E-step draws with the gold answer; verified: share of kept rationales that passed "
-    "verification (– where the run does not record it); times are per iteration, mean over seeds."
+    "verification (– where the run does not record it); consistent: share of accepted draws whose "
+    "working reaches their answer (– in older runs); times are per iteration, mean over seeds."
 )
 
 
@@ -65,7 +66,7 @@ def group_rows(groups: Sequence[RunGroup]) -> tuple[list[str], list[list[str]]]:
     shared = tasks if has_reference(groups) else []
     header = ["run", "seeds", "iteration", *(f"{task} accuracy" for task in tasks),
               *(f"{task} share of base→reference" for task in shared), "acceptance", "verified",
-              "rationale tokens", "sample time", "iteration time"]
+              "consistent", "rationale tokens", "sample time", "iteration time"]
     body = []
     for group in groups:
         iterations = sorted({f.iteration for run in group.runs for f in run.figures})
@@ -81,6 +82,7 @@ def group_rows(groups: Sequence[RunGroup]) -> tuple[list[str], list[list[str]]]:
                 *(reference_share(group, groups, k, task) or MISSING for task in shared),
                 _with_spread([f.acceptance_rate for f in figures if f.acceptance_rate is not None], percent=True),
                 _percent(sum(verified) / len(verified)) if verified else MISSING,
+                _with_spread([f.consistent_share for f in figures if f.consistent_share is not None], percent=True),
                 _with_spread([f.mean_rationale_tokens for f in figures if f.mean_rationale_tokens is not None], percent=False),
                 _minutes([run.sample_seconds[k] for run in group.runs if k in run.sample_seconds]),
                 _minutes([run.iteration_seconds[k] for run in group.runs if k in run.iteration_seconds]),

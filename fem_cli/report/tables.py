@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from fem_cli.evaluation.metrics import format_accuracy
+from fem_cli.evaluation.metrics import format_accuracy, label_collapse
 from fem_cli.report.collect import IterationFigures
 
 
@@ -33,6 +33,18 @@ def circular_accuracy(figures: IterationFigures, task: str) -> dict[str, float] 
     return figures.metrics.get(task, {}).get("circular_accuracy")
 
 
+def collapse(figures: IterationFigures, task: str) -> str:
+    """"collapse: C 197 of 200, golds 22 %" where one label takes far more of the answers than of
+    the golds (`metrics.label_collapse`); "" where none does, or the evaluation has no counts."""
+    metrics = figures.metrics.get(task, {})
+    if "predictions" not in metrics or "gold" not in metrics:
+        return ""
+    found = label_collapse(metrics["predictions"], metrics["gold"])
+    if found is None:
+        return ""
+    return f"collapse: {found.label} {found.count} of {found.n}, golds {found.gold_share * 100:.0f} %"
+
+
 # (column title, cell of one task at one iteration, is the column shown for this task's figures)
 _TASK_COLUMNS = (
     ("accuracy [95% CI]", lambda f, t: format_accuracy(f.accuracy.get(t)), lambda fs, t: True),
@@ -42,6 +54,7 @@ _TASK_COLUMNS = (
      lambda fs, t: any(circular_accuracy(f, t) is not None for f in fs)),
     ("ECE", lambda f, t: "" if calibration_error(f, t) is None else f"{calibration_error(f, t):.3f}",
      lambda fs, t: any(calibration_error(f, t) is not None for f in fs)),
+    ("answers", collapse, lambda fs, t: any(collapse(f, t) for f in fs)),
 )
 
 
@@ -49,14 +62,16 @@ def rows(iterations: list[IterationFigures]) -> tuple[list[str], list[list[str]]
     tasks = eval_tasks(iterations)
     shown = [(task, title, cell) for task in tasks for title, cell, wanted in _TASK_COLUMNS if wanted(iterations, task)]
     verified = any(f.verified_share is not None for f in iterations)
+    consistent = any(f.consistent_share is not None for f in iterations)
     header = ["iteration", *(f"{task} {title}" for task, title, _ in shown), "acceptance",
-              *(["verified"] if verified else []), "mean rationale tokens", "kept"]
+              *(["verified"] if verified else []), *(["consistent"] if consistent else []), "mean rationale tokens", "kept"]
     body = [
         [
             str(f.iteration),
             *(cell(f, task) for task, _, cell in shown),
             _percent(f.acceptance_rate),
             *([_percent(f.verified_share)] if verified else []),
+            *([_percent(f.consistent_share)] if consistent else []),
             "" if f.mean_rationale_tokens is None else f"{f.mean_rationale_tokens:.1f}",
             "" if f.kept is None else str(f.kept),
         ]

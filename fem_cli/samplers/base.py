@@ -15,7 +15,7 @@ import dataclasses
 import time
 from typing import Callable, Sequence
 
-from fem_cli.answers import reward
+from fem_cli.answers import consistency, reward
 from fem_cli.backends.base import Completion, GenerationBackend, GenerationRequest, SamplingSettings
 from fem_cli.checkpoint import Checkpoint, batch_key
 from fem_cli.prompts import PromptTemplate, build_messages, hint_text
@@ -36,6 +36,9 @@ class StageStats:
     solved_ids: set[str] = dataclasses.field(default_factory=set)
     samples: int = 0
     accepted: int = 0
+    # Of the accepted samples: working that reaches the gold, and working that reaches another choice.
+    consistent: int = 0
+    inconsistent: int = 0
     tokens: int = 0
     seconds: float = 0.0
     # False for written samples (reference solutions): no tokens, so no length or speed either.
@@ -47,6 +50,9 @@ class StageStats:
             self.solved_ids.add(sample.question_id)
         self.samples += 1
         self.accepted += int(sample.reward)
+        if sample.reward:
+            self.consistent += sample.consistent is True
+            self.inconsistent += sample.consistent is False
         self.tokens += sample.num_tokens
 
     def summary(self) -> dict[str, float | int | None]:
@@ -56,6 +62,10 @@ class StageStats:
             "samples": self.samples,
             "accepted": self.accepted,
             "acceptance_rate": self.accepted / self.samples if self.samples else 0.0,
+            "consistent": self.consistent,
+            "inconsistent": self.inconsistent,
+            # The rest of the accepted samples name no choice in their working (consistent: null).
+            "consistent_share": self.consistent / self.accepted if self.accepted else 0.0,
             "mean_rationale_tokens": (self.tokens / self.samples if self.samples else 0.0) if self.generated else None,
             "tokens_generated": self.tokens,
             "tokens_per_second": (self.tokens / self.seconds if self.seconds else 0.0) if self.generated else None,
@@ -181,6 +191,7 @@ class Proposal:
                         gold=view.answer,
                         extracted=answer.label,
                         extraction=answer.extraction,
+                        consistent=consistency(completion.text, view.labels, view.choices),
                         reward=score,
                         model=self.model,
                         generation=self.generation,
