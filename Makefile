@@ -84,17 +84,20 @@ MODEL ?= qwen
 TASK ?= arc_challenge
 GRID ?= paper
 SEEDS ?= 0
-SAMPLERS := rs star pps $(if $(wildcard recipes/$(GRID)/$(MODEL)-$(TASK)-reference.yaml),reference)
+# The reference run goes first: the settings are judged on it, before any sampler has run.
+SAMPLERS := $(if $(wildcard recipes/$(GRID)/$(MODEL)-$(TASK)-reference.yaml),reference) rs star pps
+# Where the run folders go (e.g. a larger disk).
+RUNS ?= runs
 LOOP_FEM := $(if $(and $(filter cpu,$(GRID)),$(wildcard $(VLLM_VENV)/.installed)),HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/fem,$(FEM))
-PAPER_RUNS := $(foreach seed,$(SEEDS),$(foreach sampler,$(SAMPLERS),runs/$(MODEL)-$(TASK)-$(sampler)-s$(seed)))
+PAPER_RUNS := $(foreach seed,$(SEEDS),$(foreach sampler,$(SAMPLERS),$(RUNS)/$(MODEL)-$(TASK)-$(sampler)-s$(seed)))
 paper: setup $(if $(filter qwen-coder-0.5b,$(MODEL)),$(QWEN_CODER))
 	for seed in $(SEEDS); do for sampler in $(SAMPLERS); do \
-	  run=runs/$(MODEL)-$(TASK)-$$sampler-s$$seed; \
-	  first=runs/$(MODEL)-$(TASK)-$(firstword $(SAMPLERS))-s$$seed; \
+	  run=$(RUNS)/$(MODEL)-$(TASK)-$$sampler-s$$seed; \
+	  first=$(RUNS)/$(MODEL)-$(TASK)-$(firstword $(SAMPLERS))-s$$seed; \
 	  base=$$([ $$run = $$first ] || echo --base-eval $$first/iter-0/eval); \
-	  $(LOOP_FEM) loop --config recipes/$(GRID)/$(MODEL)-$(TASK)-$$sampler.yaml --seed $$seed --name $(MODEL)-$(TASK)-$$sampler-s$$seed $$base || exit 1; \
+	  $(LOOP_FEM) loop --config recipes/$(GRID)/$(MODEL)-$(TASK)-$$sampler.yaml --seed $$seed --name $(MODEL)-$(TASK)-$$sampler-s$$seed --runs-dir $(RUNS) $$base || exit 1; \
 	done; done
-	$(FEM) report $(PAPER_RUNS) --out runs/$(MODEL)-$(TASK)-report
+	$(FEM) report $(PAPER_RUNS) --out $(RUNS)/$(MODEL)-$(TASK)-report
 
 # One EM iteration as a shell pipeline over JSONL files (what `fem loop` runs, stage by stage);
 # file targets, so an interrupted pipeline resumes where it stopped.

@@ -151,5 +151,8 @@ class EvalRecord(Record):
     label_probs: Optional[list[float]] = None
     # generative: share of the samples that voted for the prediction (1 or 0 for one sample).
     vote_share: Optional[float] = None
+    # generative: per output, whether its working reaches the answer it gives (fem_cli.answers
+    # `consistency`; None: the working names no choice); None for loglik records and older files.
+    consistent: Optional[list[Optional[bool]]] = None
     # Under --rotations / --swap-augment: the original index of the choice shown at each position.
     choice_order: Optional[list[int]] = None

@@ -147,7 +147,8 @@ def test_swap_augment_is_rotations_two(tiny_model: Path, questions_file: Path, t
 def test_report_shows_baseline_circular_accuracy_verified_share_and_the_answer_distribution(tmp_path: Path) -> None:
     accuracy = {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 40}
     circular = {"value": 0.125, "ci_low": 0.05, "ci_high": 0.2, "n": 10}
-    metrics = {"constant_baseline": 0.25, "circular_accuracy": circular,
+    working = {"value": 0.1, "ci_low": 0.025, "ci_high": 0.2, "n": 40}
+    metrics = {"constant_baseline": 0.25, "circular_accuracy": circular, "working_consistent_accuracy": working,
                "predictions": {"A": 30, "B": 5, "C": 0, "D": 0, "unparsed": 5},
                "gold": {"A": 10, "B": 10, "C": 10, "D": 10, "unparsed": 0}}
     iterations = [IterationFigures(0, {"arith": accuracy}, {"arith": metrics}),
@@ -155,8 +156,9 @@ def test_report_shows_baseline_circular_accuracy_verified_share_and_the_answer_d
     table = markdown_table(iterations).splitlines()
     # A takes 30 of the 40 answers against 25 % of the golds: the run is marked as collapsed.
     assert table[0] == ("| iteration | arith accuracy [95% CI] | arith constant baseline | arith circular accuracy [95% CI] "
-                        "| arith answers | acceptance | verified | mean rationale tokens | kept |")
-    assert table[3].startswith("| 1 | 50.0% [40.0%, 60.0%] | 25.0% | 12.5% [5.0%, 20.0%] | collapse: A 30 of 40, golds 25 % "
+                        "| arith working-consistent accuracy [95% CI] | arith answers | acceptance | verified | mean rationale tokens | kept |")
+    assert table[3].startswith("| 1 | 50.0% [40.0%, 60.0%] | 25.0% | 12.5% [5.0%, 20.0%] | 10.0% [2.5%, 20.0%] "
+                               "| collapse: A 30 of 40, golds 25 % "
                                "| 50.0% | 25.0% |")
     png = plot_prediction_distribution("demo run", iterations, tmp_path)
     assert png == tmp_path / "predictions-demo-run.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -32,7 +32,7 @@ def bits(text: str) -> list[bool]:
 
 
 def make_run(root: Path, sampler: str, seed: int, outcomes: dict[int, str], verified: float | None = None,
-             question_ids: list[str] | None = None, **config) -> Path:
+             question_ids: list[str] | None = None, working: dict[int, float] | None = None, **config) -> Path:
     """A finished run folder as `fem loop` leaves it, written by hand: run.json, each iteration's
     eval records and results.json, and the E-step's summary and filter stats."""
     cfg = LoopConfig(name=f"m-arith-{sampler}-s{seed}", model="m", task="arith", sampler=sampler, seed=seed,
@@ -50,16 +50,20 @@ def make_run(root: Path, sampler: str, seed: int, outcomes: dict[int, str], veri
             for qid, ok in zip(ids, correct)
         ]
         (eval_dir / "arith.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records))
-        results = {"tasks": {"arith": {"file": "arith.jsonl", "metrics": {"accuracy": accuracy_summary(correct, seed=0)}}}}
+        metrics = {"accuracy": accuracy_summary(correct, seed=0)}
+        if working is not None:  # the share of questions right by working that reaches the answer
+            metrics["working_consistent_accuracy"] = {"value": working[k], "ci_low": 0.0, "ci_high": 1.0, "n": len(correct)}
+        results = {"tasks": {"arith": {"file": "arith.jsonl", "metrics": metrics}}}
         (eval_dir / "results.json").write_text(json.dumps(results))
         if k == 0:
             continue
         accepted = 6 if sampler == "pps" else 3
         # pps records the consistent share (3 of its 6 accepted draws); rs is an older summary without it.
         consistent = {"consistent": 3, "inconsistent": 2} if sampler == "pps" else {}
-        summary = {"stages": {f"{sampler}/self": {"samples": 10, "accepted": accepted, "mean_rationale_tokens": 40.0 + seed, **consistent}}}
+        checked = {} if verified is None else {"verified": round(verified * accepted)}
+        summary = {"stages": {f"{sampler}/self": {"samples": 10, "accepted": accepted, "mean_rationale_tokens": 40.0 + seed, **consistent, **checked}}}
         (folder / f"iter-{k}" / "samples.jsonl.summary.json").write_text(json.dumps(summary))
-        stats = {"kept": accepted, "questions_with_kept": accepted, **({"verified_share": verified} if verified is not None else {})}
+        stats = {"kept": accepted, "questions_with_kept": accepted}
         (folder / f"iter-{k}" / "train.jsonl.stats.json").write_text(json.dumps(stats))
         stages.update({f"{k}/sample": {"status": "done", "seconds": 120.0}, f"{k}/filter": {"status": "done", "seconds": 1.0},
                        f"{k}/finetune": {"status": "done", "seconds": 240.0}, f"{k}/evaluate": {"status": "done", "seconds": 59.0}})
@@ -160,9 +164,9 @@ def test_report_compares_runs_end_to_end(grid, tmp_path):
     assert "## Runs grouped by seed" in report and "## Paired comparison" in report
     rows = {line.split(" | ")[0].lstrip("| ") + "/" + line.split(" | ")[2]: line for line in report.splitlines()
             if line.startswith("| m-arith-")}
-    # mean over seeds, ± the standard deviation over seeds; verified share from the filter stats or –;
+    # mean over seeds, ± the standard deviation over seeds; verified share of the accepted draws from the sample summary or –;
     # consistent share of the accepted draws from the sample summary or –
-    assert "| 80.0% ± 0.0 | 60.0% ± 0.0 | 50.0% | 50.0% ± 0.0 | 40.5 ± 0.7 | 2.0 min | 7.0 min |" in rows["m-arith-pps/1"]
+    assert "| 80.0% ± 0.0 | 60.0% ± 0.0 | 50.0% ± 0.0 | 50.0% ± 0.0 | 40.5 ± 0.7 | 2.0 min | 7.0 min |" in rows["m-arith-pps/1"]
     assert "| 40.0% ± 14.1 | 30.0% ± 0.0 | – | – |" in rows["m-arith-rs/1"]
     assert "| arith | 1 | m-arith-pps | m-arith-rs | 0 1 | 10 | 80.0% | 40.0% | +40.0 pts [" in report
     assert "| 6 / 1 | 0.125 | 0.125 | no |" in report
@@ -180,3 +184,16 @@ def test_report_refuses_runs_on_different_questions_and_writes_nothing(grid, tmp
     result = runner.invoke(app, ["report", str(grid["rs", 0]), str(other), "--out", str(tmp_path / "report")])
     assert result.exit_code == 2 and "evaluated on different questions" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "report").exists()
+
+
+def test_groups_table_shows_working_consistent_accuracy_where_evaluations_read_it(tmp_path):
+    folders = [make_run(tmp_path, "pps", seed, {0: BASE, 1: ITERATION_1["pps", seed]}, working={0: 0.3, 1: 0.2 + seed / 10})
+               for seed in (0, 1)]
+    folders += [make_run(tmp_path, "rs", seed, {0: BASE, 1: ITERATION_1["rs", seed]}) for seed in (0, 1)]
+    result = runner.invoke(app, ["report", *map(str, folders), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| run | seeds | iteration | arith accuracy | arith working-consistent accuracy | acceptance |" in report
+    rows = [line for line in report.splitlines() if line.startswith("| m-arith-")]
+    assert any(line.startswith("| m-arith-pps | 0 1 | 1 | 80.0% ± 0.0 | 25.0% ± 7.1 |") for line in rows), rows
+    assert any(line.startswith("| m-arith-rs | 0 1 | 1 | 40.0% ± 14.1 | – |") for line in rows), rows

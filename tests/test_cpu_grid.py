@@ -63,12 +63,13 @@ def test_make_paper_runs_every_seed_and_reports_them_together(tmp_path):
     configs = []
     for line in loops:
         args = dict(zip(line[2::2], line[3::2]))
-        overrides = {"seed": int(args["--seed"]), "name": args["--name"]}
+        overrides = {"seed": int(args["--seed"]), "name": args["--name"], "runs_dir": args["--runs-dir"]}
         if "--base-eval" in args:
             overrides["base_eval"] = args["--base-eval"]
         configs.append(build_config(LoopConfig, recipe=ROOT / args["--config"], overrides=overrides))
-    # arith has reference solutions: a fourth run per seed, after the three samplers.
-    samplers = (*SAMPLERS, "reference")
+    # arith has reference solutions: a fourth run per seed, first, so that the settings are judged
+    # on it before any sampler has run.
+    samplers = ("reference", *SAMPLERS)
     assert [(c.sampler, c.seed) for c in configs] == [(s, seed) for seed in (0, 1) for s in samplers]
     # The first run of each seed evaluates the base model; the other runs of that seed reuse that
     # evaluation (another seed's may have other questions: a shuffled evaluation follows the seed).
@@ -101,3 +102,19 @@ def test_make_paper_without_reference_solutions_runs_the_three_samplers(tmp_path
     assert [dict(zip(line[2::2], line[3::2]))["--config"] for line in loops] == [
         f"recipes/{grid}/{model}-{task}-{sampler}.yaml" for sampler in SAMPLERS
     ]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_paper_puts_its_runs_and_report_in_RUNS(tmp_path):
+    venv, runs = tmp_path / "venv", tmp_path / "grid"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-s", "paper", "GRID=cpu", "MODEL=smollm2", "TASK=arith", "SEEDS=0",
+         f"RUNS={runs}", f"VENV={venv}", "-o", f"{venv}/.installed", "FEM=echo fem", "LOOP_FEM=echo fem"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )
+    lines = [shlex.split(line) for line in result.stdout.splitlines()]
+    loops = [dict(zip(line[2::2], line[3::2])) for line in lines if line[1] == "loop"]
+    assert {args["--runs-dir"] for args in loops} == {str(runs)}
+    assert [args.get("--base-eval") for args in loops] == [None] + [f"{runs}/smollm2-arith-reference-s0/iter-0/eval"] * 3
+    [report] = [line for line in lines if line[1] == "report"]
+    assert report[-1] == f"{runs}/smollm2-arith-report" and all(p.startswith(f"{runs}/") for p in report[2:-2])

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from fem_cli.answers import read_answer
+from fem_cli.answers import consistency, read_answer
 from fem_cli.backends.prefix import cached_prefix_lengths
 from fem_cli.cli.main import app
 from fem_cli.evaluation import RESULTS_FILE, EvaluateConfig
@@ -29,6 +29,7 @@ from fem_cli.evaluation.loglik import (
     pack,
     predictions,
 )
+from fem_cli.evaluation.generative import correct_by_its_working
 from fem_cli.evaluation.metrics import accuracy_summary, bootstrap_interval, majority_vote, subject_breakdown
 from fem_cli.jsonl import read_jsonl
 from fem_cli.models import load_model, load_tokenizer
@@ -100,7 +101,10 @@ def test_generative_greedy(tiny_model: Path, questions_file: Path, tmp_path: Pat
         assert record.prediction == record.extracted[0]
         assert record.extraction == [read_answer(record.outputs[0], q.labels, q.choices).extraction]
         assert record.correct == (record.prediction == q.answer)
+        assert record.consistent == [consistency(record.outputs[0], q.labels, q.choices)]
     assert accuracy["value"] == sum(r.correct for r in records) / 12
+    working = sum(r.correct and r.consistent == [True] for r in records) / 12
+    assert metrics["working_consistent_accuracy"]["value"] == working <= accuracy["value"]
     failures = sum(r.prediction is None for r in records) / 12
     assert metrics["parse_failure_rate"] == pytest.approx(failures)
 
@@ -127,6 +131,31 @@ def test_majority_vote_is_deterministic(tiny_model: Path, questions_file: Path, 
 
 
 # --- metrics by hand ---------------------------------------------------------------------------
+
+
+def _record(outputs: list[str], gold: str) -> EvalRecord:
+    labels, choices = ["A", "B", "C"], ["53", "159", "160"]
+    extracted = [read_answer(text, labels, choices).label for text in outputs]
+    prediction, share = majority_vote(extracted)
+    return EvalRecord(task="arith", question_id="q", protocol="generative", prompt="p", outputs=outputs,
+                      extracted=extracted, prediction=prediction, gold=gold, correct=prediction == gold,
+                      vote_share=share, consistent=[consistency(text, labels, choices) for text in outputs])
+
+
+def test_working_consistent_accuracy_counts_correct_answers_their_working_reaches() -> None:
+    reached = "31 + 22 = 53. 53 x 3 = 159.\nAnswer: B"
+    contradicted = "31 + 22 = 53. 53 x 3 = 160.\nAnswer: B"  # the working reaches C, the answer line says B
+    no_working = "Answer: B"
+    assert correct_by_its_working(_record([reached], gold="B"))
+    assert not correct_by_its_working(_record([reached], gold="C"))  # consistent, but wrong
+    assert not correct_by_its_working(_record([contradicted], gold="B"))
+    assert not correct_by_its_working(_record([no_working], gold="B"))
+    # A vote: every output that gave the prediction must reach it; the others do not count.
+    assert correct_by_its_working(_record([reached, reached, "53 x 3 = 160.\nAnswer: C"], gold="B"))
+    assert not correct_by_its_working(_record([reached, contradicted], gold="B"))
+    # Records written before fem read the working count as not reached.
+    assert not correct_by_its_working(_record([reached], gold="B").model_copy(update={"consistent": None}))
+
 
 
 def test_majority_vote_by_hand() -> None:

@@ -210,7 +210,8 @@ def test_report_writes_table_and_plots(finished_run, tmp_path):
     for name in ("accuracy.png", "calibration.png", "acceptance.png", "rationale_length.png", "predictions-t.png"):
         assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "report" / "report.md").read_text()
-    assert "| iteration | questions accuracy [95% CI] | questions constant baseline | questions ECE | acceptance |" in table
+    assert ("| iteration | questions accuracy [95% CI] | questions constant baseline "
+            "| questions working-consistent accuracy [95% CI] | questions ECE |") in table
     # Where the time went: one row per stage kind and the total, from run.json.
     record = json.loads((folder / "runs" / "t" / "run.json").read_text())
     wall = sum(stage["seconds"] for stage in record["stages"].values())

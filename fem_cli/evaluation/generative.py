@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from fem_cli.answers import read_answer
+from fem_cli.answers import consistency, read_answer
 from fem_cli.backends.base import LABEL_PROBS, GenerationBackend, GenerationRequest, LabelQuery, SamplingSettings
 from fem_cli.checkpoint import Checkpoint, batch_key
 from fem_cli.evaluation.config import EvaluateConfig
@@ -149,6 +149,7 @@ class GenerativeEvaluator:
                 prediction=prediction, gold=question.answer,
                 correct=prediction == question.answer, confidence=confidence, subject=question.subject,
                 label_probs=label_probs, vote_share=share,
+                consistent=[consistency(sample.text, question.labels, question.choices) for sample in samples],
             )
             evaluated.append(EvaluatedQuestion(record=record, tokens=[sample.num_tokens for sample in samples]))
         return evaluated
@@ -175,6 +176,7 @@ class GenerativeEvaluator:
         answers = [answer for record in records for answer in record.extracted]
         metrics: dict[str, Any] = {
             "accuracy": accuracy_summary(correct, self.seed, self.resamples),
+            "working_consistent_accuracy": accuracy_summary([correct_by_its_working(record) for record in records], self.seed, self.resamples),
             "parse_failure_rate": sum(answer is None for answer in answers) / len(answers),
             "mean_rationale_tokens": sum(token_counts) / len(token_counts),
         }
@@ -183,6 +185,13 @@ class GenerativeEvaluator:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def correct_by_its_working(record: EvalRecord) -> bool:
+    """Correct, and every output that gave the prediction reached it by its working: an answer line
+    that its own working contradicts, or that follows no working, does not count."""
+    votes = [consistent for label, consistent in zip(record.extracted, record.consistent or []) if label == record.prediction]
+    return record.correct and bool(votes) and all(consistent is True for consistent in votes)
 
 
 def _mean_distribution(distributions: Sequence[Sequence[float]]) -> Optional[list[float]]:

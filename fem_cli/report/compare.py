@@ -38,15 +38,13 @@ from fem_cli.jsonl import iter_jsonl
 from fem_cli.records import EvalRecord
 from fem_cli.report.collect import IterationFigures, collect_run, read_json, read_run
 from fem_cli.report.stats import BOOTSTRAP_RESAMPLES, SIGNIFICANCE_LEVEL, holm, mcnemar_exact, paired_bootstrap
-from fem_cli.runs import results_path, stage_output, stats_path, summary_path
+from fem_cli.runs import results_path, stage_output
 from fem_cli.tasks.swap import SWAP_SUFFIX
 
 # Config keys that may differ within a seed group: the seed itself, the name and folder that
 # tell seeds apart, what a resumed run may change, and a reused base evaluation (checked to be
 # the run's own; `make paper`'s first run has none).
 NOT_GROUPING = {"seed", "name", "runs_dir", "restart", "iterations", "base_eval"}
-# Key of the verified share of kept rationales in a filter stats or sample summary file.
-VERIFIED_KEY = "verified_share"
 # Outcomes[iteration][task][question_id] = correct
 Outcomes = dict[int, dict[str, dict[str, bool]]]
 
@@ -62,7 +60,6 @@ class LoadedRun:
     # iteration -> seconds of all its stages / of its sample stage (from run.json)
     iteration_seconds: dict[int, float]
     sample_seconds: dict[int, float]
-    verified_share: dict[int, float]
 
 
 @dataclasses.dataclass
@@ -115,18 +112,6 @@ def _outcomes(run_dir: Path, iterations: int) -> Outcomes:
     return outcomes
 
 
-def _verified_share(run_dir: Path, iterations: int) -> dict[int, float]:
-    """The verified share of each iteration, from the filter stats, else the sample summary."""
-    shares = {}
-    for k in range(1, iterations + 1):
-        for path in (stats_path(stage_output(run_dir, k, "filter")), summary_path(stage_output(run_dir, k, "sample"))):
-            payload = read_json(path)
-            if payload and payload.get(VERIFIED_KEY) is not None:
-                shares[k] = float(payload[VERIFIED_KEY])
-                break
-    return shares
-
-
 def load_run(run_dir: Path) -> LoadedRun:
     record = read_run(run_dir)
     config = record["config"]
@@ -149,7 +134,6 @@ def load_run(run_dir: Path) -> LoadedRun:
         outcomes=_outcomes(run_dir, iterations),
         iteration_seconds=dict(iteration_seconds),
         sample_seconds=sample_seconds,
-        verified_share=_verified_share(run_dir, iterations),
     )
 
 

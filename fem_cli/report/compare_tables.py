@@ -13,16 +13,19 @@ from rich.table import Table
 
 from fem_cli.report.ceiling import CAPTION as REFERENCE_CAPTION
 from fem_cli.report.ceiling import has_reference, reference_share
+from fem_cli.report.collect import IterationFigures
 from fem_cli.report.compare import Comparison, PairedComparison, RunGroup
 from fem_cli.report.stats import CONFIDENCE_LEVEL, SIGNIFICANCE_LEVEL, seed_spread
 
 MISSING = "–"
 
 GROUPS_CAPTION = (
-    "Mean over seeds; ± is the standard deviation over seeds (shown from 2 seeds). Acceptance: "
-    "share of E-step draws with the gold answer; verified: share of kept rationales that passed "
-    "verification (– where the run does not record it); consistent: share of accepted draws whose "
-    "working reaches their answer (– in older runs); times are per iteration, mean over seeds."
+    "Mean over seeds; ± is the standard deviation over seeds (shown from 2 seeds). "
+    "Working-consistent accuracy: share of questions answered correctly by working that reaches "
+    "the answer (– where not read). Acceptance: share of E-step draws with the gold answer; "
+    "verified: share of accepted draws whose answer stands without the hint (– where the run does "
+    "not record it); consistent: share of accepted draws whose working reaches their answer (– in "
+    "older runs); times are per iteration, mean over seeds."
 )
 
 
@@ -60,11 +63,19 @@ def _minutes(values: list[float]) -> str:
     return MISSING if not values else f"{sum(values) / len(values) / 60:.1f} min"
 
 
+def _working(figures: IterationFigures, task: str) -> float | None:
+    """The share of questions answered correctly by working that reaches the answer (None: not read)."""
+    summary = figures.metrics.get(task, {}).get("working_consistent_accuracy")
+    return None if summary is None else summary["value"]
+
+
 def group_rows(groups: Sequence[RunGroup]) -> tuple[list[str], list[list[str]]]:
     tasks = list(dict.fromkeys(t for g in groups for run in g.runs for f in run.figures for t in f.accuracy))
     # With a reference run among them, each accuracy also as a share of base -> reference.
     shared = tasks if has_reference(groups) else []
+    working = [task for task in tasks if any(_working(f, task) is not None for g in groups for run in g.runs for f in run.figures)]
     header = ["run", "seeds", "iteration", *(f"{task} accuracy" for task in tasks),
+              *(f"{task} working-consistent accuracy" for task in working),
               *(f"{task} share of base→reference" for task in shared), "acceptance", "verified",
               "consistent", "rationale tokens", "sample time", "iteration time"]
     body = []
@@ -73,15 +84,15 @@ def group_rows(groups: Sequence[RunGroup]) -> tuple[list[str], list[list[str]]]:
         for k in iterations:
             figures = [f for run in group.runs for f in run.figures if f.iteration == k]
             accuracies = [[f.accuracy[task]["value"] for f in figures if task in f.accuracy] for task in tasks]
-            verified = [run.verified_share[k] for run in group.runs if k in run.verified_share]
             body.append([
                 group.label,
                 " ".join(map(str, group.seeds)),
                 str(k),
                 *(_with_spread(values, percent=True) for values in accuracies),
+                *(_with_spread([_working(f, task) for f in figures if _working(f, task) is not None], percent=True) for task in working),
                 *(reference_share(group, groups, k, task) or MISSING for task in shared),
                 _with_spread([f.acceptance_rate for f in figures if f.acceptance_rate is not None], percent=True),
-                _percent(sum(verified) / len(verified)) if verified else MISSING,
+                _with_spread([f.verified_share for f in figures if f.verified_share is not None], percent=True),
                 _with_spread([f.consistent_share for f in figures if f.consistent_share is not None], percent=True),
                 _with_spread([f.mean_rationale_tokens for f in figures if f.mean_rationale_tokens is not None], percent=False),
                 _minutes([run.sample_seconds[k] for run in group.runs if k in run.sample_seconds]),

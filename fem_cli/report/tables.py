@@ -33,6 +33,11 @@ def circular_accuracy(figures: IterationFigures, task: str) -> dict[str, float] 
     return figures.metrics.get(task, {}).get("circular_accuracy")
 
 
+def working_consistent_accuracy(figures: IterationFigures, task: str) -> dict[str, float] | None:
+    """Correct with working that reaches the answer (None: loglik, or an older evaluation)."""
+    return figures.metrics.get(task, {}).get("working_consistent_accuracy")
+
+
 def collapse(figures: IterationFigures, task: str) -> str:
     """"collapse: C 197 of 200, golds 22 %" where one label takes far more of the answers than of
     the golds (`metrics.label_collapse`); "" where none does, or the evaluation has no counts."""
@@ -52,6 +57,8 @@ _TASK_COLUMNS = (
      lambda fs, t: any(constant_baseline(f, t) is not None for f in fs)),
     ("circular accuracy [95% CI]", lambda f, t: format_accuracy(circular_accuracy(f, t)),
      lambda fs, t: any(circular_accuracy(f, t) is not None for f in fs)),
+    ("working-consistent accuracy [95% CI]", lambda f, t: format_accuracy(working_consistent_accuracy(f, t)),
+     lambda fs, t: any(working_consistent_accuracy(f, t) is not None for f in fs)),
     ("ECE", lambda f, t: "" if calibration_error(f, t) is None else f"{calibration_error(f, t):.3f}",
      lambda fs, t: any(calibration_error(f, t) is not None for f in fs)),
     ("answers", collapse, lambda fs, t: any(collapse(f, t) for f in fs)),
