@@ -24,7 +24,7 @@ from backend_contract import (  # noqa: E402
     requests_for,
 )
 from fem_cli.backends import BackendOptions, choose_backend, create_backend  # noqa: E402
-from fem_cli.backends.base import GenerationRequest, SamplingSettings  # noqa: E402
+from fem_cli.backends.base import SamplingSettings  # noqa: E402
 from fem_cli.jsonl import read_jsonl  # noqa: E402
 from fem_cli.models import resolve_model  # noqa: E402
 from fem_cli.records import Question, Sample  # noqa: E402
@@ -53,7 +53,10 @@ def test_auto_picks_vllm_when_installed():
 def test_vllm_follows_the_contract(vllm_backend, arc_questions):
     outputs = check_shapes(vllm_backend, requests_for(arc_questions), n=2, max_new_tokens=96)
     check_answer_stop(outputs, max_new_tokens=96)
-    check_seeded(vllm_backend, requests_for(arc_questions[:4]))
+    # vLLM's kernels are not batch invariant: on some CPUs (this AMX host) a request's sampled
+    # texts change with the requests batched beside it, so only the same batch must repeat (fem's
+    # stages keep their batches fixed, so a rerun or a resumed stage draws the same texts).
+    check_seeded(vllm_backend, requests_for(arc_questions[:4]), batch_invariant=False)
 
 
 def test_vllm_label_probabilities_follow_the_contract(vllm_backend, arc_questions):
@@ -80,7 +83,7 @@ def test_vllm_and_hf_agree_on_the_contract(vllm_backend, arc_questions):
         assert extraction_rate(outputs, arc_questions) >= 0.5, name
 
 
-def test_fem_sample_with_vllm_through_the_cli(vllm_backend, shared_data, tmp_path):
+def test_fem_sample_with_vllm_through_the_cli(shared_data, tmp_path):
     out = tmp_path / "samples.jsonl"
     command = [
         sys.executable, "-m", "fem_cli", "sample", "--model", "smollm2", "--task", "arc_easy",
@@ -95,13 +98,10 @@ def test_fem_sample_with_vllm_through_the_cli(vllm_backend, shared_data, tmp_pat
     assert len(first) == 16
     summary = json.loads(out.with_name(out.name + ".summary.json").read_text())
     assert summary["backend"] == "vllm" and summary["stages"]["star/self"]["tokens_per_second"] > 0
-    # The same requests in this process's engine: the same completions, text for text (a second
-    # CLI run would prove the same at the cost of another engine start).
-    by_request = {}
-    for sample in first:
-        by_request.setdefault(sample.question_id, []).append(sample)
-    draws = list(by_request.values())
-    requests = [GenerationRequest(messages=d[0].prompt, seed=d[0].seed) for d in draws]
-    settings = SamplingSettings(n=2, temperature=samples[0].generation.temperature, top_p=samples[0].generation.top_p, max_new_tokens=96)
-    again = vllm_backend.generate(requests, settings)
-    assert [[c.text for c in completions] for completions in again] == [[s.text for s in sorted(d, key=lambda s: s.sample_index)] for d in draws]
+    # The same command again, in a fresh engine: the same samples, text for text. (Not the same
+    # requests in this process's engine: its prefix cache, warm from the other tests, changes
+    # what the prefill computes, and vLLM's kernels are not batch invariant on every CPU.)
+    rerun = tmp_path / "rerun.jsonl"
+    result = subprocess.run([*command[:-1], str(rerun)], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [s.text for s in read_jsonl(rerun, Sample)] == [s.text for s in samples]
