@@ -197,3 +197,26 @@ def test_groups_table_shows_working_consistent_accuracy_where_evaluations_read_i
     rows = [line for line in report.splitlines() if line.startswith("| m-arith-")]
     assert any(line.startswith("| m-arith-pps | 0 1 | 1 | 80.0% ± 0.0 | 25.0% ± 7.1 |") for line in rows), rows
     assert any(line.startswith("| m-arith-rs | 0 1 | 1 | 40.0% ± 14.1 | – |") for line in rows), rows
+
+
+def test_each_group_is_tested_against_its_own_base_model(grid, tmp_path):
+    folders = [str(grid[key]) for key in [("rs", 0), ("rs", 1), ("pps", 0), ("pps", 1)]]
+    comparison = compare_runs(list(map(Path, folders)))
+    # BASE 1111100000; pps iteration 1: 1111111100 (seed 0) and 1111110110 (seed 1): per question the
+    # mean over seeds, A better on questions 5, 6, 7, 8 and on none worse.
+    gains = {g.a: g for g in comparison.gains}
+    assert set(gains) == {"m-arith-rs", "m-arith-pps"} and {g.b for g in comparison.gains} == {"base (iteration 0)"}
+    pps = gains["m-arith-pps"]
+    assert (pps.iteration, pps.seeds, pps.questions) == (1, [0, 1], 10)
+    assert (pps.accuracy_b, pps.difference) == (pytest.approx(0.5), pytest.approx(0.3))
+    assert (pps.a_better, pps.b_better) == (4, 0) and pps.p_value == pytest.approx(0.125)
+    assert 0 < pps.ci_low <= pps.difference <= pps.ci_high
+    # rs: 1111000001 and 1110000000 against 1111100000: worse on questions 3 and 4, better on 9.
+    assert (gains["m-arith-rs"].a_better, gains["m-arith-rs"].b_better) == (1, 2)
+    result = runner.invoke(app, ["report", *folders, "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Gain over the base model" in report
+    assert "| arith | 1 | m-arith-pps | base (iteration 0) | 0 1 | 10 | 80.0% | 50.0% | +30.0 pts [" in report
+    saved = json.loads((tmp_path / "report" / "comparison.json").read_text())["gains_over_base"]
+    assert {g["a"] for g in saved} == {"m-arith-rs", "m-arith-pps"}

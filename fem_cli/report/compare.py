@@ -45,6 +45,8 @@ from fem_cli.tasks.swap import SWAP_SUFFIX
 # tell seeds apart, what a resumed run may change, and a reused base evaluation (checked to be
 # the run's own; `make paper`'s first run has none).
 NOT_GROUPING = {"seed", "name", "runs_dir", "restart", "iterations", "base_eval"}
+# B of a gain over the base model: the same runs' iteration 0.
+BASE_LABEL = "base (iteration 0)"
 # Outcomes[iteration][task][question_id] = correct
 Outcomes = dict[int, dict[str, dict[str, bool]]]
 
@@ -196,9 +198,38 @@ def compare_pair(a: RunGroup, b: RunGroup, iteration: int, task: str, seed: int,
             per_unit[_unit(question_id)].append((first, second))
     if iteration == 0 and all(x == y for pairs in per_unit.values() for x, y in pairs):
         return None
+    return _paired(a.label, b.label, iteration, task, seeds, per_unit, seed, resamples)
+
+
+def gain_over_base(group: RunGroup, iteration: int, task: str, seed: int, resamples: int) -> PairedComparison | None:
+    """A group at one iteration against its own iteration 0 (the base model), paired by seed and
+    question (None: no seed has both evaluated)."""
+    seeds = [run.seed for run in group.runs if task in run.outcomes.get(iteration, {}) and task in run.outcomes.get(0, {})]
+    if not seeds:
+        return None
+    runs = group.by_seed()
+    per_unit: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    for s in seeds:
+        later, base = runs[s].outcomes[iteration][task], runs[s].outcomes[0][task]
+        if later.keys() != base.keys():
+            raise FemError(
+                f"{runs[s].folder}: iteration {iteration} and the base model (iteration 0) were evaluated on "
+                f"different {task} questions; a gain over the base needs the same questions"
+            )
+        for question_id in sorted(later):
+            per_unit[_unit(question_id)].append((later[question_id], base[question_id]))
+    return _paired(group.label, BASE_LABEL, iteration, task, seeds, per_unit, seed, resamples)
+
+
+def _paired(
+    a: str, b: str, iteration: int, task: str, seeds: list[int], per_unit: dict[str, list[tuple[bool, bool]]],
+    seed: int, resamples: int,
+) -> PairedComparison:
+    """Paired bootstrap interval and exact McNemar test over questions of (A correct, B correct)
+    pairs, a question's seeds (and orders) averaged into one unit."""
     units = sorted(per_unit)
     if len(units) < 2:
-        raise FemError(f"{a.label} vs {b.label}: iteration {iteration}, task {task}: {len(units)} question; a comparison needs at least 2")
+        raise FemError(f"{a} vs {b}: iteration {iteration}, task {task}: {len(units)} question; a comparison needs at least 2")
     score_a = [sum(x for x, _ in per_unit[u]) / len(per_unit[u]) for u in units]
     score_b = [sum(y for _, y in per_unit[u]) / len(per_unit[u]) for u in units]
     low, high = paired_bootstrap(score_a, score_b, seed=seed, resamples=resamples)
@@ -206,7 +237,7 @@ def compare_pair(a: RunGroup, b: RunGroup, iteration: int, task: str, seed: int,
     b_better = sum(x < y for x, y in zip(score_a, score_b))
     accuracy_a, accuracy_b = sum(score_a) / len(units), sum(score_b) / len(units)
     return PairedComparison(
-        task=task, iteration=iteration, a=a.label, b=b.label, seeds=seeds, questions=len(units),
+        task=task, iteration=iteration, a=a, b=b, seeds=seeds, questions=len(units),
         accuracy_a=accuracy_a, accuracy_b=accuracy_b, difference=accuracy_a - accuracy_b,
         ci_low=low, ci_high=high, a_better=a_better, b_better=b_better,
         p_value=mcnemar_exact(a_better, b_better),
@@ -231,12 +262,28 @@ def compare_groups(groups: list[RunGroup], seed: int = 0, resamples: int = BOOTS
     return comparisons
 
 
+def gains_over_base(groups: list[RunGroup], seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> list[PairedComparison]:
+    """Every group at every later iteration against its own base model; Holm-adjusted over these."""
+    gains = [
+        gain
+        for group in groups
+        for k in sorted({k for run in group.runs for k in run.outcomes if k > 0})
+        for task in dict.fromkeys(task for run in group.runs for task in run.outcomes.get(k, {}))
+        if (gain := gain_over_base(group, k, task, seed, resamples)) is not None
+    ]
+    for gain, adjusted in zip(gains, holm([g.p_value for g in gains])):
+        gain.p_holm = adjusted
+    return gains
+
+
 @dataclasses.dataclass
 class Comparison:
     groups: list[RunGroup]
-    tests: list[PairedComparison]
+    tests: list[PairedComparison]  # group against group
+    gains: list[PairedComparison]  # group against its own base model
 
 
 def compare_runs(folders: list[Path], seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> Comparison:
     groups = group_runs([load_run(folder) for folder in folders])
-    return Comparison(groups=groups, tests=compare_groups(groups, seed=seed, resamples=resamples))
+    return Comparison(groups=groups, tests=compare_groups(groups, seed=seed, resamples=resamples),
+                      gains=gains_over_base(groups, seed=seed, resamples=resamples))

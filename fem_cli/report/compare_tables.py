@@ -46,6 +46,16 @@ def comparison_caption(comparisons: Sequence[PairedComparison]) -> str:
     )
 
 
+def gains_caption(gains: Sequence[PairedComparison]) -> str:
+    level = f"{CONFIDENCE_LEVEL:.0%}"
+    return (
+        f"Each group at a later iteration (A) against the base model its runs started from (B: their "
+        f"iteration 0), pooled over the seeds, questions matched by (seed, task, question id). "
+        f"Interval: paired bootstrap {level} percentile interval; p: exact McNemar test; Holm: over "
+        f"all {len(gains)} tests in this table; significant: Holm p < {SIGNIFICANCE_LEVEL}."
+    )
+
+
 def _percent(value: float | None) -> str:
     return MISSING if value is None else f"{value:.1%}"
 
@@ -140,12 +150,16 @@ def comparison_json(comparison: Comparison) -> dict[str, Any]:
         "significance_level": SIGNIFICANCE_LEVEL,
         "correction": "holm",
         "comparisons": [{**vars(c), "significant": c.significant} for c in comparison.tests],
+        "gains_over_base": [{**vars(g), "significant": g.significant} for g in comparison.gains],
     }
 
 
 def comparison_sections(comparison: Comparison) -> list[str]:
-    """The Markdown sections of report.md: the groups' table, then the paired tests (if any)."""
+    """The Markdown sections of report.md: the groups' table, each group's gain over its base model,
+    then the paired tests between groups (where there are any)."""
     sections = ["## Runs grouped by seed", "", markdown(*group_rows(comparison.groups), groups_caption(comparison.groups)), ""]
+    if comparison.gains:
+        sections += ["## Gain over the base model", "", markdown(*comparison_rows(comparison.gains), gains_caption(comparison.gains)), ""]
     if comparison.tests:
         sections += ["## Paired comparison", "", markdown(*comparison_rows(comparison.tests), comparison_caption(comparison.tests)), ""]
     return sections
