@@ -212,6 +212,10 @@ def test_report_writes_table_and_plots(finished_run, tmp_path):
     table = (tmp_path / "report" / "report.md").read_text()
     assert ("| iteration | questions accuracy [95% CI] | questions constant baseline "
             "| questions working-consistent accuracy [95% CI] | questions ECE |") in table
+    # One run: compared with its own base model, paired by question, not grouped (no comparison files).
+    assert "## Gain over the base model" in table
+    assert all(f"| questions | {k} | t | base (iteration 0) | 0 |" in table for k in (1, 2))
+    assert "## Runs grouped by seed" not in table and not (tmp_path / "report" / "comparison.json").exists()
     # Where the time went: one row per stage kind and the total, from run.json.
     record = json.loads((folder / "runs" / "t" / "run.json").read_text())
     wall = sum(stage["seconds"] for stage in record["stages"].values())

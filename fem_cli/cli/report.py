@@ -35,10 +35,10 @@ def report(cfg: ReportConfig) -> None:
         console.print(iterations_table(name, iterations))
     if timing:
         console.print(rich_table("where the time went", TIME_HEADER, timing, TIME_CAPTION))
-    if comparison:
+    if len(cfg.runs) > 1:
         console.print(rich_table("runs grouped by seed", *group_rows(comparison.groups), groups_caption(comparison.groups)))
-        if comparison.gains:
-            console.print(rich_table("gain over the base model", *comparison_rows(comparison.gains), gains_caption(comparison.gains)))
-        if comparison.tests:
-            console.print(rich_table("paired comparison", *comparison_rows(comparison.tests), comparison_caption(comparison.tests)))
+    if comparison.gains:
+        console.print(rich_table("gain over the base model", *comparison_rows(comparison.gains), gains_caption(comparison.gains)))
+    if comparison.tests:
+        console.print(rich_table("paired comparison", *comparison_rows(comparison.tests), comparison_caption(comparison.tests)))
     console.print(f"written: {out / 'report.md'} and PNG plots in {out}")

@@ -154,10 +154,12 @@ def comparison_json(comparison: Comparison) -> dict[str, Any]:
     }
 
 
-def comparison_sections(comparison: Comparison) -> list[str]:
-    """The Markdown sections of report.md: the groups' table, each group's gain over its base model,
-    then the paired tests between groups (where there are any)."""
-    sections = ["## Runs grouped by seed", "", markdown(*group_rows(comparison.groups), groups_caption(comparison.groups)), ""]
+def comparison_sections(comparison: Comparison, groups: bool = True) -> list[str]:
+    """The Markdown sections of report.md: the groups' table (with `groups`), each group's gain over
+    its base model, then the paired tests between groups (where there are any)."""
+    sections = []
+    if groups:
+        sections += ["## Runs grouped by seed", "", markdown(*group_rows(comparison.groups), groups_caption(comparison.groups)), ""]
     if comparison.gains:
         sections += ["## Gain over the base model", "", markdown(*comparison_rows(comparison.gains), gains_caption(comparison.gains)), ""]
     if comparison.tests:

@@ -1,5 +1,6 @@
-"""`run_report(cfg)`: tables (rich and Markdown) and PNG plots of one or more runs; with several
-runs, also the runs grouped by seed and their paired comparison (fem_cli.report.compare).
+"""`run_report(cfg)`: tables (rich and Markdown) and PNG plots of one or more runs, each run's gain
+over its base model; with several runs, also the runs grouped by seed and their paired comparison
+(fem_cli.report.compare).
 
     fem report runs/demo
     fem report runs/qwen-arc_challenge-rs runs/qwen-arc_challenge-star runs/qwen-arc_challenge-pps --out runs/compare
@@ -57,19 +58,21 @@ def records(cfg: ReportConfig) -> dict[str, dict[str, Any]]:
 
 def run_report(
     cfg: ReportConfig,
-) -> tuple[Path, dict[str, list[IterationFigures]], Comparison | None, list[list[str]]]:
-    """(output folder, each run's figures, the comparison of several runs, the time table's rows)."""
+) -> tuple[Path, dict[str, list[IterationFigures]], Comparison, list[list[str]]]:
+    """(output folder, each run's figures, their comparison (one run: with its base model only), the
+    time table's rows)."""
     out = cfg.out_dir
     check_writable(out, kind="folder")
     found = records(cfg)
     runs = {name: collect_run(folder) for name, folder in zip(found, map(Path, cfg.runs))}
-    # Compared before anything is written: runs that cannot be compared leave no half report.
-    comparison = compare_runs(list(map(Path, cfg.runs)), cfg.seed, cfg.resamples) if len(cfg.runs) > 1 else None
+    # Compared before anything is written: runs that cannot be compared leave no half report. One
+    # run is compared with its own base model only.
+    comparison = compare_runs(list(map(Path, cfg.runs)), cfg.seed, cfg.resamples)
+    several = len(cfg.runs) > 1
     pngs = plot_runs(runs, out)
     pngs += [png for name, iterations in runs.items() if (png := plot_prediction_distribution(name, iterations, out))]
-    sections = ["# fem report", ""]
-    if comparison:
-        sections += comparison_sections(comparison)
+    sections = ["# fem report", ""] + comparison_sections(comparison, groups=several)
+    if several:
         write_json(out / "comparison.json", comparison_json(comparison))
         group_plot = plot_groups(comparison, out)
         pngs = ([group_plot] if group_plot else []) + pngs
