@@ -214,7 +214,7 @@ def test_report_writes_table_and_plots(finished_run, tmp_path):
             "| questions working-consistent accuracy [95% CI] | questions ECE |") in table
     # One run: compared with its own base model, paired by question, not grouped (no comparison files).
     assert "## Gain over the base model" in table
-    assert all(f"| questions | {k} | t | base (iteration 0) | 0 |" in table for k in (1, 2))
+    assert all(f"| questions | {k} | t | base (iteration 0) | 1 | 12 |" in table for k in (1, 2))
     assert "## Runs grouped by seed" not in table and not (tmp_path / "report" / "comparison.json").exists()
     # Where the time went: one row per stage kind and the total, from run.json.
     record = json.loads((folder / "runs" / "t" / "run.json").read_text())
