@@ -22,7 +22,7 @@ from fem_cli.jsonl import read_jsonl
 from fem_cli.loop.config import LoopConfig, stage_config
 from fem_cli.prompts import PromptTemplate, build_messages, hint_text
 from fem_cli.provenance import as_jsonable
-from fem_cli.records import GenerationSettings, Question, Sample, TrainExample
+from fem_cli.records import EvalRecord, GenerationSettings, Question, Sample, TrainExample
 from fem_cli.samplers import SamplerOptions, get_sampler
 from fem_cli.samplers.base import Proposal
 
@@ -281,6 +281,15 @@ def make_evaluated_run(root: Path, name: str, predictions: dict[str, int], gold:
     metrics = {"accuracy": {"value": 0.22, "ci_low": 0.16, "ci_high": 0.28, "n": 200}, "constant_baseline": 0.28,
                "predictions": predictions, "gold": gold}
     (eval_dir / "results.json").write_text(json.dumps({"tasks": {"arith": {"file": "arith.jsonl", "metrics": metrics}}}))
+    answers = [label for label, n in predictions.items() for _ in range(n)]
+    golds = [label for label, n in gold.items() for _ in range(n)]
+    records = [
+        EvalRecord(task="arith", question_id=f"q{i}", protocol="generative", prompt="p", outputs=["o"],
+                   extracted=[None if answer == "unparsed" else answer], prediction=None if answer == "unparsed" else answer,
+                   gold=g, correct=answer == g)
+        for i, (answer, g) in enumerate(zip(answers, golds))
+    ]
+    (eval_dir / "arith.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records))
     record = {"name": name, "status": "done", "config": as_jsonable(cfg), "stages": {"0/evaluate": {"status": "done", "seconds": 1.0}}}
     (folder / "run.json").write_text(json.dumps(record))
     return folder
